@@ -1,0 +1,38 @@
+"""banditlib: batched contextual bandits for PyTorch.
+
+Every policy has the same two verbs, ``select`` and ``update``, over two arm models (shared-parameter
+features ``(B, K, d)`` or ``K`` disjoint arms with contexts ``(B, d)``). Importing banditlib loads neither
+triton, gymnasium, matplotlib nor trl.
+"""
+
+from __future__ import annotations
+
+from banditlib.errors import BackendUnavailableError, BanditError, InvalidInputError, NumericalError
+from banditlib.policies import (
+    EpsilonGreedy,
+    Greedy,
+    LinTS,
+    LinUCB,
+    Policy,
+    Random,
+    Selection,
+    load,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailableError",
+    "BanditError",
+    "EpsilonGreedy",
+    "Greedy",
+    "InvalidInputError",
+    "LinTS",
+    "LinUCB",
+    "NumericalError",
+    "Policy",
+    "Random",
+    "Selection",
+    "__version__",
+    "load",
+]

@@ -1,0 +1,456 @@
+"""The uniform ``select`` / ``update`` API that every policy shares.
+
+A policy is a ``torch.nn.Module`` whose buffers are its whole state. Subclasses supply two pieces:
+``_score`` (predicted mean and exploration bonus of every arm in every row) and ``_learn`` (fold a batch of
+observations into the statistics, transactionally). Everything else lives here once: input validation,
+masks, top-k with random tie-breaking, the counter-based generator, ``state_dict`` checks and the
+pickle-free ``save`` / ``load``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from banditlib import _random
+from banditlib import _validation as V
+from banditlib._io import read_tensors, write_tensors
+from banditlib.errors import InvalidInputError, NumericalError
+from banditlib.kernels import resolve_backend
+from banditlib.policies import _online
+
+__all__ = ["Policy", "Selection", "load", "registered_policies"]
+
+FORMAT = "banditlib.policy"
+FORMAT_VERSION = "1"
+_REGISTRY: dict[str, type[Policy]] = {}
+
+P = TypeVar("P", bound="Policy")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What :meth:`Policy.select` returns.
+
+    Attributes:
+        actions: ``(B, k)`` int64 chosen arm indices per row, best first.
+        scores: ``(B, K)`` the index the rule ranks by (UCB, sampled value, ...); ``-inf`` where masked.
+        mean: ``(B, K)`` predicted reward.
+        bonus: ``(B, K)`` exploration term, ``scores = mean + bonus`` where unmasked (zero for greedy rules).
+    """
+
+    actions: torch.Tensor
+    scores: torch.Tensor
+    mean: torch.Tensor
+    bonus: torch.Tensor
+
+
+class Policy(nn.Module):
+    """Base class of every bandit policy: one batched ``select`` / ``update`` API for both arm models.
+
+    Two arm models:
+
+    * shared-parameter (``arms=None``): one model over arm feature vectors; contexts ``(B, K, d)``, and ``K``
+      may change from call to call;
+    * disjoint (``arms=K``): ``K`` fixed arms, each with its own statistics; contexts ``(B, d)``.
+
+    Args:
+        dim: feature dimension ``d``.
+        arms: ``None`` for the shared-parameter model, or the number of disjoint arms ``K``.
+        seed: seed of the policy's own generator (``None``: drawn from the operating system and saved with
+            the state, so a loaded policy continues the same stream).
+        dtype: ``torch.float32`` or ``torch.float64``, the dtype of the state and of the outputs.
+        device: where the state lives and the outputs are returned.
+        backend: ``"auto"``, ``"torch"`` or ``"triton"`` for the scoring kernels.
+    """
+
+    # Buffers kept in float64 whatever the policy's dtype (accumulated sums; see policies/ridge.py).
+    _float64_buffers: ClassVar[tuple[str, ...]] = ()
+    rng_seed: torch.Tensor
+    rng_counter: torch.Tensor
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            _REGISTRY[cls.__name__] = cls
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        arms: int | None,
+        seed: int | None,
+        dtype: torch.dtype | str,
+        device: torch.device | str,
+        backend: str,
+    ) -> None:
+        super().__init__()
+        where = f"{type(self).__name__}()"
+        self.dim: int = V.check_int(dim, where, "dim")  # type: ignore[assignment]
+        self.arms: int | None = V.check_int(arms, where, "arms", allow_none=True)
+        self.dtype: torch.dtype = V.check_dtype(dtype, where)
+        self.device: torch.device = V.check_device(device, where)
+        self.backend: str = V.check_backend(backend, where)
+        resolve_backend(self.backend, self.device)
+        seed = V.check_seed(seed, where)
+        self.seed: int = secrets.randbits(63) if seed is None else seed
+        self.register_buffer("rng_seed", torch.tensor(self.seed, dtype=torch.long, device=self.device))
+        self.register_buffer("rng_counter", torch.tensor(0, dtype=torch.long, device=self.device))
+        self._config: dict[str, Any] = {"dim": self.dim, "arms": self.arms, "backend": self.backend}
+        # Single-row calls on the CPU take the numpy fast path (policies/_online.py); tests switch it off
+        # to compare both paths.
+        self._fast_path = True
+        self._views: dict[str, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------------------------------ public API
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments (without ``seed``, ``dtype`` and ``device``), JSON-serialisable."""
+        return dict(self._config)
+
+    @property
+    def num_models(self) -> int:
+        """``M``: 1 for the shared-parameter model, ``K`` for disjoint arms."""
+        return 1 if self.arms is None else self.arms
+
+    def select(self, contexts: Any, k: int = 1, mask: Any = None) -> Selection:
+        """Choose ``k`` arms in each of ``B`` rounds. Never changes learned state.
+
+        Args:
+            contexts: ``(B, K, d)`` arm features (shared model) or ``(B, d)`` contexts (disjoint model); a
+                numpy array or tensor of any real dtype, converted to the policy's dtype and device.
+            k: arms per row, in ``[1, K]``.
+            mask: optional ``(B, K)`` bool, ``True`` where an arm is available; each row needs ``>= k``.
+
+        Returns:
+            A :class:`Selection`; ``actions`` ``(B, k)`` best first, ties broken by the policy's generator.
+
+        Raises:
+            InvalidInputError: bad shapes, dtypes, non-finite values, ``k`` out of range, rows with fewer
+                than ``k`` available arms.
+        """
+        if mask is None and self._fast_path and self.device.type == "cpu" and type(k) is int:
+            row = _online.as_row(contexts, self.dim, self.arms is None, self._np_dtype)
+            if row is not None and 1 <= k <= (self.arms or row.shape[0]):
+                return self._select_row(row, k)
+        where = f"{type(self).__name__}.select()"
+        x = V.as_real_tensor(contexts, where, "contexts", dtype=self.dtype, device=self.device)
+        V.check_contexts(x, where, dim=self.dim, arms=self.arms)
+        B = x.shape[0]
+        K = self.arms if self.arms is not None else x.shape[1]
+        k = V.check_k(k, where, num_arms=K)
+        m = None
+        if mask is not None:
+            m = V.as_bool_tensor(mask, where, "mask", device=self.device)
+            V.check_mask(m, where, batch=B, num_arms=K, k=k)
+        first = int(self.rng_counter)
+        rows = torch.arange(first, first + B, device=self.device)
+        mean, bonus = self._score(x, rows)
+        scores = mean + bonus
+        if not bool(torch.isfinite(scores).all()):
+            raise NumericalError(f"{where}: the policy produced non-finite scores; its state is degenerate.")
+        if m is not None:
+            scores = scores.masked_fill(~m, float("-inf"))
+        actions = self._top_k(scores, k, rows)
+        self.rng_counter.fill_(first + B)
+        return Selection(actions=actions, scores=scores, mean=mean, bonus=bonus)
+
+    forward = select
+
+    def update(self, contexts: Any, actions: Any, rewards: Any) -> None:
+        """Learn from the rewards of the chosen arms. All-or-nothing: on error the state is unchanged.
+
+        Each row is one round; with forgetting (``forget < 1``) the statistics are discounted once per row.
+
+        Args:
+            contexts: the contexts given to :meth:`select`: ``(B, K, d)`` or ``(B, d)``.
+            actions: ``(B, k)`` integer arm indices, distinct within a row.
+            rewards: ``(B, k)`` observed rewards of those arms.
+
+        Raises:
+            InvalidInputError: bad shapes, dtypes, non-finite values, out-of-range or repeated actions.
+        """
+        if self._fast_path and self.device.type == "cpu" and self._update_row(contexts, actions, rewards):
+            return
+        where = f"{type(self).__name__}.update()"
+        x = V.as_real_tensor(contexts, where, "contexts", dtype=self.dtype, device=self.device)
+        V.check_contexts(x, where, dim=self.dim, arms=self.arms)
+        B = x.shape[0]
+        K = self.arms if self.arms is not None else x.shape[1]
+        a = V.as_index_tensor(actions, where, "actions", device=self.device)
+        V.check_actions(a, where, batch=B, num_arms=K)
+        r = V.as_real_tensor(rewards, where, "rewards", dtype=self.dtype, device=self.device)
+        V.check_rewards(r, where, shape=tuple(a.shape), against="actions")
+        k = a.shape[1]
+        steps = (
+            torch.arange(B, device=self.device).repeat_interleave(k) if k > 1 else torch.arange(B, device=self.device)
+        )
+        if self.arms is None:
+            obs = x[steps, a.reshape(-1)]
+            model = torch.zeros_like(steps)
+        else:
+            obs = x[steps] if k > 1 else x
+            model = a.reshape(-1)
+        self._learn(obs, model, r.reshape(-1), steps, B)
+
+    def update_features(self, x: Any, rewards: Any) -> None:
+        """Shared-parameter model only: learn from the feature vectors of the chosen arms directly.
+
+        Each row is one round (one discount step with forgetting).
+
+        Args:
+            x: ``(N, d)`` feature vectors of the arms that were played.
+            rewards: ``(N,)`` their rewards.
+
+        Raises:
+            InvalidInputError: disjoint model, bad shapes, dtypes or non-finite values.
+        """
+        if self.arms is None and self._fast_path and self.device.type == "cpu":
+            row = _online.as_row(x, self.dim, False, self._np_dtype)
+            r_row = _online.as_rewards(rewards, (1,), self._np_dtype) if row is not None else None
+            if row is not None and r_row is not None and self._learn_row(row[None], np.zeros(1, np.int64), r_row):
+                return
+        where = f"{type(self).__name__}.update_features()"
+        if self.arms is not None:
+            raise InvalidInputError(
+                f"{where}: only the shared-parameter model (arms=None) learns from feature vectors alone; this "
+                f"policy has {self.arms} disjoint arms, use update(contexts, actions, rewards)."
+            )
+        feats = V.as_real_tensor(x, where, "x", dtype=self.dtype, device=self.device)
+        if feats.dim() != 2 or feats.shape[1] != self.dim or feats.shape[0] == 0:
+            raise InvalidInputError(
+                f"{where}: `x` must have shape (N, d) with N >= 1 and d = {self.dim}; got {V.fmt_shape(feats.shape)}."
+            )
+        r = V.as_real_tensor(rewards, where, "rewards", dtype=self.dtype, device=self.device)
+        V.check_rewards(r, where, shape=(feats.shape[0],), against="x")
+        steps = torch.arange(feats.shape[0], device=self.device)
+        self._learn(feats, torch.zeros_like(steps), r, steps, feats.shape[0])
+
+    def _state_views(self) -> dict[str, np.ndarray]:
+        """numpy views sharing memory with the CPU buffers (rebuilt when ``.to()`` replaces them)."""
+        if self._views is None:
+            self._views = {name: buf.numpy() for name, buf in self.named_buffers()}
+        return self._views
+
+    @property
+    def _np_dtype(self) -> np.dtype[Any]:
+        return np.dtype(np.float64 if self.dtype == torch.float64 else np.float32)
+
+    def _select_row(self, x: np.ndarray, k: int) -> Selection:
+        """:meth:`select` for one valid row on the CPU (see ``policies/_online.py``)."""
+        counter = self._state_views()["rng_counter"]
+        row = int(counter)
+        mean, bonus = self._score_row(x, row)
+        scores = mean + bonus
+        actions = _online.top_k(scores, k, self.seed, row)
+        if actions is None:
+            raise NumericalError(
+                f"{type(self).__name__}.select(): the policy produced non-finite scores; its state is degenerate."
+            )
+        counter[...] = row + 1
+        return Selection(
+            actions=torch.from_numpy(actions[None]),
+            scores=torch.from_numpy(scores[None]),
+            mean=torch.from_numpy(mean[None]),
+            bonus=torch.from_numpy(bonus[None]),
+        )
+
+    def _update_row(self, contexts: Any, actions: Any, rewards: Any) -> bool:
+        """:meth:`update` for one valid row on the CPU; ``False`` when the batched path must handle it."""
+        x = _online.as_row(contexts, self.dim, self.arms is None, self._np_dtype)
+        if x is None:
+            return False
+        a = _online.as_actions(actions, self.arms or x.shape[0])
+        if a is None:
+            return False
+        r = _online.as_rewards(rewards, (1, a.shape[0]), self._np_dtype)
+        if r is None:
+            return False
+        if self.arms is not None:
+            return self._learn_row(x[None] if a.shape[0] == 1 else np.broadcast_to(x, (a.shape[0], self.dim)), a, r)
+        return a.shape[0] == 1 and self._learn_row(x[a], np.zeros(1, dtype=np.int64), r)
+
+    def learned_state(self) -> dict[str, torch.Tensor]:
+        """Copies of the learned buffers (names ending in ``_``): what ``select`` must never change."""
+        return {name: buf.detach().clone() for name, buf in self.named_buffers() if name.endswith("_")}
+
+    # ------------------------------------------------------------------------------------------ hooks
+
+    def _score(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted mean and exploration bonus, each ``(B, K)``; ``rows`` ``(B,)`` are decision indices."""
+        raise NotImplementedError
+
+    def _learn(
+        self, x: torch.Tensor, model: torch.Tensor, rewards: torch.Tensor, steps: torch.Tensor, num_steps: int
+    ) -> None:
+        """Fold ``N`` observations into the state, all-or-nothing.
+
+        Args:
+            x: ``(N, d)`` observed feature vectors (validated, policy dtype and device).
+            model: ``(N,)`` int64 index of the model each observation updates (0 for the shared model).
+            rewards: ``(N,)``.
+            steps: ``(N,)`` int64 round of each observation within the call, in ``[0, num_steps)``.
+            num_steps: rounds in the call (discount steps).
+        """
+        raise NotImplementedError
+
+    def _score_row(self, x: np.ndarray, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_score` for one row in numpy: ``x`` ``(d,)`` or ``(K, d)`` -> mean and bonus ``(K,)``."""
+        raise NotImplementedError
+
+    def _learn_row(self, x: np.ndarray, models: np.ndarray, rewards: np.ndarray) -> bool:
+        """:meth:`_learn` for one round in numpy: ``x`` ``(n, d)``, distinct ``models`` ``(n,)``, ``rewards``
+        ``(n,)``. Returns ``False`` (changing nothing) when the batched path must do it."""
+        return False
+
+    def _invalidate_caches(self) -> None:
+        """Drop anything derived from the state (called after the state changes from outside)."""
+
+    def _check_state(self, state: Mapping[str, torch.Tensor], where: str) -> None:
+        """Semantic checks of a candidate state beyond shapes and dtypes (overridden per family)."""
+        if int(state["rng_counter"]) < 0 or int(state["rng_seed"]) < 0:
+            raise InvalidInputError(f"{where}: `rng_counter` and `rng_seed` must be non-negative.")
+
+    # ------------------------------------------------------------------------------------------ selection
+
+    def _top_k(self, scores: torch.Tensor, k: int, rows: torch.Tensor) -> torch.Tensor:
+        """Top-``k`` per row, best first; exact ties ordered uniformly at random by the generator."""
+        K = scores.shape[1]
+        vals, idx = scores.topk(min(k + 1, K), dim=1)
+        tied = (vals[:, 1:] == vals[:, :-1]).any(dim=1)
+        idx = idx[:, :k]
+        if bool(tied.any()):
+            t = torch.nonzero(tied).squeeze(1)
+            keys = _random.uniform(self.seed, _random.STREAM_TIES, rows[t], K)
+            perm = keys.argsort(dim=1)
+            order = scores[t].gather(1, perm).sort(dim=1, descending=True, stable=True).indices[:, :k]
+            idx = idx.clone()
+            idx[t] = perm.gather(1, order)
+        return idx
+
+    # ------------------------------------------------------------------------------------------ state
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Policy:
+        probe = fn(torch.empty(0, dtype=self.dtype, device=self.device))
+        if probe.dtype not in V.SUPPORTED_DTYPES:
+            raise InvalidInputError(
+                f"{type(self).__name__}: cannot convert the state to {probe.dtype}; float32 and float64 are supported."
+            )
+        super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
+        for name in self._float64_buffers:
+            setattr(self, name, getattr(self, name).to(torch.float64))
+        self.dtype, self.device = probe.dtype, probe.device
+        self._views = None
+        self._invalidate_caches()
+        return self
+
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
+        """Load a state after checking every entry; on error the current state is unchanged.
+
+        Raises:
+            InvalidInputError: missing or unexpected keys (``strict``), wrong shapes, non-numeric or non-finite
+                values, or a state that is inconsistent for this policy.
+        """
+        where = f"{type(self).__name__}.load_state_dict()"
+        own = dict(self.named_buffers())
+        missing = sorted(set(own) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(own))
+        if strict and (missing or unexpected):
+            raise InvalidInputError(f"{where}: state keys do not match: missing {missing}, unexpected {unexpected}.")
+        clean: dict[str, torch.Tensor] = {}
+        for name, value in state_dict.items():
+            if name not in own:
+                continue
+            ref = own[name]
+            if ref.is_floating_point():
+                t = V.as_real_tensor(value, where, name, dtype=ref.dtype, device=ref.device)
+            else:
+                t = V.as_index_tensor(value, where, name, device=ref.device)
+            if t.shape != ref.shape:
+                raise InvalidInputError(
+                    f"{where}: `{name}` must have shape {V.fmt_shape(ref.shape)}; got {V.fmt_shape(t.shape)}."
+                )
+            clean[name] = t
+        self._check_state({**own, **clean}, where)
+        with torch.no_grad():
+            for name, t in clean.items():
+                own[name].copy_(t)
+        self.seed = int(self.rng_seed)
+        self._invalidate_caches()
+        return None
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the policy (class, constructor arguments, state) to ``path``, pickle-free and atomically."""
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "class": type(self).__name__,
+            "config": json.dumps(self._config),
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
+        write_tensors(path, dict(self.state_dict()), meta)
+
+    @classmethod
+    def load(cls: type[P], path: str | os.PathLike[str], *, device: torch.device | str = "cpu") -> P:
+        """Rebuild a policy saved by :meth:`save`; it makes the same decisions as the saved one.
+
+        Reading never executes code from the file: only classes of banditlib can be named by it.
+
+        Args:
+            path: the file.
+            device: where to put the loaded state.
+
+        Raises:
+            InvalidInputError: the file is corrupted, foreign, or holds a policy of another class.
+        """
+        where = f"{cls.__name__}.load()"
+        tensors, meta = read_tensors(path, where)
+        if meta.get("format") != FORMAT:
+            raise InvalidInputError(f"{where}: {os.fspath(path)!r} is not a banditlib policy file.")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise InvalidInputError(
+                f"{where}: unsupported file format version {meta.get('format_version')!r}; "
+                f"this banditlib reads version {FORMAT_VERSION}."
+            )
+        target = _REGISTRY.get(meta.get("class", ""))
+        if target is None or not issubclass(target, cls):
+            raise InvalidInputError(f"{where}: the file holds a {meta.get('class')!r}, not a {cls.__name__}.")
+        try:
+            config = json.loads(meta["config"])
+        except (KeyError, json.JSONDecodeError):
+            raise InvalidInputError(f"{where}: the file's constructor arguments are unreadable.") from None
+        if not isinstance(config, dict):
+            raise InvalidInputError(f"{where}: the file's constructor arguments are unreadable.")
+        try:
+            policy = target(**config, seed=0, dtype=meta.get("dtype", "float32"), device=device)
+        except TypeError as exc:
+            raise InvalidInputError(
+                f"{where}: the file's constructor arguments do not fit {target.__name__}: {exc}"
+            ) from None
+        policy.load_state_dict(tensors)
+        return policy
+
+    def extra_repr(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._config.items())
+        return f"{args}, dtype={self.dtype}, device={self.device}"
+
+
+def registered_policies() -> dict[str, type[Policy]]:
+    """Every public policy class by name (what :func:`load` can rebuild and the common checks cover)."""
+    return dict(_REGISTRY)
+
+
+def load(path: str | os.PathLike[str], *, device: torch.device | str = "cpu") -> Policy:
+    """Load any policy saved by :meth:`Policy.save`, whatever its class."""
+    return Policy.load(path, device=device)

@@ -1,0 +1,315 @@
+"""The ridge-regression estimator that the linear policies share.
+
+Per model ``m`` (one for the shared-parameter model, one per arm for disjoint arms):
+
+    A_m = gamma^n reg I + sum_i gamma^(n-i) x_i x_i^T,   b_m = sum_i gamma^(n-i) r_i x_i,   theta_m = A_m^-1 b_m,
+
+with ``gamma = forget`` applied once per round (row of ``update``) to every model. ``A^-1`` is maintained by
+Sherman-Morrison / Woodbury updates (:mod:`banditlib.linalg`) and recomputed exactly by Cholesky every
+``refresh_every`` observations of a model, whenever the drift check fails, and whenever a single call adds
+at least ``d`` observations to a model (then the exact inverse is cheaper than Woodbury).
+
+Note that forgetting discounts the regularizer too (``gamma^n reg I``): directions that stop being
+observed regain prior-like uncertainty, which is what makes a forgetting policy re-explore.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from banditlib import _validation as V
+from banditlib import linalg
+from banditlib.errors import InvalidInputError, NumericalError
+from banditlib.kernels import disjoint_score, shared_score
+from banditlib.policies.base import Policy
+
+__all__: list[str] = []
+
+# The drift check runs whenever a model's count of observations since its last refresh crosses a multiple
+# of this: often enough to catch a drifting inverse long before the scheduled refresh, rarely enough to cost
+# nothing on the single-row path.
+DRIFT_CHECK_EVERY = 16
+
+_NONFINITE = (
+    "{}.update(): the update produced non-finite statistics (rewards or features too large for the dtype, "
+    "or forgetting drove the regularizer to zero); the state is unchanged."
+)
+
+
+class _RidgePolicy(Policy):
+    """Ridge-regression statistics and their transactional update; subclasses add the exploration rule.
+
+    Learned buffers (``M = 1`` shared, ``M = K`` disjoint):
+
+    * ``A_`` ``(M, d, d)`` float64: regularised (discounted) Gram matrix;
+    * ``A_inv_`` ``(M, d, d)``: its inverse;
+    * ``b_`` ``(M, d)`` float64: reward-weighted feature sums;
+    * ``theta_`` ``(M, d)``: ridge estimate ``A^-1 b``;
+    * ``n_updates_`` ``(M,)`` int64: observations per model;
+    * ``refresh_counter`` ``(M,)`` int64: observations since the last exact inverse.
+
+    ``A_`` and ``b_`` are sums over every observation ever made and are what the exact refresh starts from,
+    so they are kept in float64 whatever ``dtype`` is (in float32, a million updates would erode the small
+    eigenvalues of ``A`` until it is no longer positive definite). ``A_inv_`` and ``theta_``, which every
+    ``select`` reads, are in ``dtype``.
+    """
+
+    _float64_buffers = ("A_", "b_")
+    A_: torch.Tensor
+    A_inv_: torch.Tensor
+    b_: torch.Tensor
+    theta_: torch.Tensor
+    n_updates_: torch.Tensor
+    refresh_counter: torch.Tensor
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        arms: int | None,
+        reg: float,
+        forget: float,
+        refresh_every: int,
+        seed: int | None,
+        dtype: torch.dtype | str,
+        device: torch.device | str,
+        backend: str,
+    ) -> None:
+        super().__init__(dim=dim, arms=arms, seed=seed, dtype=dtype, device=device, backend=backend)
+        where = f"{type(self).__name__}()"
+        self.reg = V.check_float(reg, where, "reg", low=0.0, low_open=True)
+        self.forget = V.check_float(forget, where, "forget", low=0.0, high=1.0, low_open=True)
+        self.refresh_every: int = V.check_int(refresh_every, where, "refresh_every")  # type: ignore[assignment]
+        self._config.update(reg=self.reg, forget=self.forget, refresh_every=self.refresh_every)
+        M, d = self.num_models, self.dim
+        eye = torch.eye(d, dtype=self.dtype, device=self.device).expand(M, d, d)
+        self.register_buffer("A_", eye.to(torch.float64) * self.reg)
+        self.register_buffer("A_inv_", eye / self.reg)
+        self.register_buffer("b_", torch.zeros(M, d, dtype=torch.float64, device=self.device))
+        self.register_buffer("theta_", torch.zeros(M, d, dtype=self.dtype, device=self.device))
+        self.register_buffer("n_updates_", torch.zeros(M, dtype=torch.long, device=self.device))
+        self.register_buffer("refresh_counter", torch.zeros(M, dtype=torch.long, device=self.device))
+        self._probe: np.ndarray | None = None
+
+    # --------------------------------------------------------------------------------------- prediction
+
+    def _mean(self, x: torch.Tensor) -> torch.Tensor:
+        """Predicted reward ``x^T theta`` of every (row, arm): ``(B, K)``."""
+        if self.arms is None:
+            return x @ self.theta_[0]
+        return x @ self.theta_.T
+
+    def _mean_var(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted reward and ``x^T A^-1 x`` of every (row, arm): each ``(B, K)``."""
+        if self.arms is None:
+            B, K, d = x.shape
+            mean, var = shared_score(x.reshape(B * K, d), self.A_inv_[0], self.theta_[0], backend=self.backend)
+            return mean.view(B, K), var.view(B, K)
+        return disjoint_score(x, self.A_inv_, self.theta_, backend=self.backend)
+
+    def _mean_row(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`_mean` for one row in numpy: ``x`` ``(d,)`` or ``(K, d)`` -> ``(K,)``."""
+        theta = self._state_views()["theta_"]
+        return theta @ x if self.arms is not None else x @ theta[0]
+
+    def _mean_var_row(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_mean_var` for one row in numpy: each ``(K,)``."""
+        views = self._state_views()
+        A_inv, theta = views["A_inv_"], views["theta_"]
+        if self.arms is not None:
+            return theta @ x, (A_inv @ x) @ x
+        return x @ theta[0], ((x @ A_inv[0]) * x).sum(axis=1)
+
+    def _learn_row(self, x: np.ndarray, models: np.ndarray, rewards: np.ndarray) -> bool:
+        """One round, one observation per touched model: Sherman-Morrison in numpy, committed at the end."""
+        views = self._state_views()
+        gamma = self.forget
+        A_all, A_inv_all, b_all, since_all = (
+            views["A_"],
+            views["A_inv_"],
+            views["b_"],
+            views["refresh_counter"],
+        )
+        new = []
+        # Overflow is reported as NumericalError below, not as a numpy warning.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for j in range(models.shape[0]):
+                m, x1 = int(models[j]), x[j]
+                x64 = x1.astype(np.float64)
+                M = A_inv_all[m] / gamma if gamma != 1.0 else A_inv_all[m]
+                Mx = M @ x1
+                denom = 1.0 + float(x1 @ Mx)
+                A_inv = M - Mx[:, None] * (Mx / denom)
+                A = (A_all[m] * gamma if gamma != 1.0 else A_all[m]) + x64[:, None] * x64
+                b = (b_all[m] * gamma if gamma != 1.0 else b_all[m]) + float(rewards[j]) * x64
+                since = int(since_all[m]) + 1
+                if since >= self.refresh_every or (since % DRIFT_CHECK_EVERY == 0 and self._drifted_row(A, A_inv)):
+                    A_inv = linalg.refresh_inverse(torch.from_numpy(A)[None], self.dtype)[0].numpy()
+                    since = 0
+                theta = (A_inv @ b).astype(A_inv.dtype)
+                if not (math.isfinite(denom) and denom > 0 and np.isfinite(theta).all() and np.isfinite(A).all()):
+                    raise NumericalError(_NONFINITE.format(type(self).__name__))
+                new.append((m, A, A_inv, b, theta, since))
+        # Commit: nothing below can fail.
+        if gamma != 1.0 and models.shape[0] < self.num_models:
+            A_all *= gamma
+            A_inv_all /= gamma
+            b_all *= gamma
+        theta_all, n_all = views["theta_"], views["n_updates_"]
+        for m, A, A_inv, b, theta, since in new:
+            A_all[m], A_inv_all[m], b_all[m], theta_all[m] = A, A_inv, b, theta
+            n_all[m] += 1
+            since_all[m] = since
+        self._invalidate_caches()
+        return True
+
+    def _drifted_row(self, A: np.ndarray, A_inv: np.ndarray) -> bool:
+        """:func:`banditlib.linalg.inverse_residual` for one ``(d, d)`` pair in numpy."""
+        u = self._probe_row()
+        r = A @ (A_inv @ u) - u
+        return not float(r @ r) <= linalg.drift_tolerance(self.dtype) ** 2
+
+    def _probe_row(self) -> np.ndarray:
+        if self._probe is None:
+            self._probe = linalg.probe_vector(self.dim, torch.float64, torch.device("cpu")).numpy()
+        return self._probe
+
+    def posterior(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ridge estimate and ``A^-1``: ``theta`` ``(M, d)`` and ``A_inv`` ``(M, d, d)`` (copies)."""
+        return self.theta_.clone(), self.A_inv_.clone()
+
+    # ------------------------------------------------------------------------------------------ learning
+
+    def _learn(
+        self, x: torch.Tensor, model: torch.Tensor, rewards: torch.Tensor, steps: torch.Tensor, num_steps: int
+    ) -> None:
+        weights, scale = linalg.discount_weights(steps, num_steps, self.forget)
+        # Rows sqrt(w) x and coefficients sqrt(w) r: float64 for the sums A and b, policy dtype for A^-1.
+        U64, c64 = x.to(torch.float64), rewards.to(torch.float64)
+        if self.forget != 1.0:
+            sw = weights.sqrt()
+            U64, c64 = U64 * sw[:, None], c64 * sw
+        N, d = x.shape
+        if N == 1 or self.num_models == 1:
+            touched = model[:1]
+            counts = torch.full((1,), N, dtype=torch.long, device=x.device)
+            groups = None
+        else:
+            touched, inverse, counts = torch.unique(model, return_inverse=True, return_counts=True)
+            groups = torch.argsort(inverse, stable=True)
+        n_max = N if groups is None else int(counts.max())
+        A_old, A_inv_old, b_old = self.A_[touched], self.A_inv_[touched], self.b_[touched]
+        since = self.refresh_counter[touched] + counts
+        if n_max >= d:
+            # At least d rows for some model: the exact inverse costs no more than Woodbury.
+            A_new, b_new = _gram(A_old, b_old, U64, c64, groups, counts, scale)
+            A_inv_new = linalg.refresh_inverse(A_new, self.dtype)
+            since = torch.zeros_like(since)
+        else:
+            if groups is None:
+                U3, c2 = U64.unsqueeze(0), c64.unsqueeze(0)
+            else:  # zero-padded (T, n_max, d) with n_max < d: smaller than A itself
+                U3, c2 = _pad(U64, c64, groups, inverse, counts, n_max)
+            A_new = linalg.rank_update(A_old, U3, scale)
+            b_new = linalg.vector_update(b_old, U3, c2, scale)
+            U3 = U3.to(self.dtype)
+            if n_max == 1:
+                A_inv_new = linalg.sherman_morrison(A_inv_old, U3[:, 0], scale)
+            else:
+                A_inv_new = linalg.woodbury(A_inv_old, U3, scale)
+            stale = since >= self.refresh_every
+            check = (since // DRIFT_CHECK_EVERY) > ((since - counts) // DRIFT_CHECK_EVERY)
+            if bool(check.any()):
+                drifted = ~(linalg.inverse_residual(A_new, A_inv_new) <= linalg.drift_tolerance(self.dtype))
+                stale |= check & drifted
+            if bool(stale.any()):
+                s = torch.nonzero(stale).squeeze(1)
+                A_inv_new[s] = linalg.refresh_inverse(A_new[s], self.dtype)
+                since[s] = 0
+        theta_new = torch.bmm(A_inv_new.to(torch.float64), b_new.unsqueeze(-1)).squeeze(-1).to(self.dtype)
+        finite = [bool(torch.isfinite(t).all()) for t in (A_new, b_new, A_inv_new, theta_new)]
+        if not all(finite):
+            raise NumericalError(_NONFINITE.format(type(self).__name__))
+        # Commit: nothing below can fail.
+        with torch.no_grad():
+            if scale != 1.0 and touched.numel() < self.num_models:
+                self.A_.mul_(scale)
+                self.A_inv_.div_(scale)
+                self.b_.mul_(scale)
+            self.A_.index_copy_(0, touched, A_new)
+            self.A_inv_.index_copy_(0, touched, A_inv_new)
+            self.b_.index_copy_(0, touched, b_new)
+            self.theta_.index_copy_(0, touched, theta_new)
+            self.n_updates_.index_add_(0, touched, counts)
+            self.refresh_counter.index_copy_(0, touched, since)
+        self._invalidate_caches()
+
+    def _check_state(self, state: Mapping[str, torch.Tensor], where: str) -> None:
+        super()._check_state(state, where)
+        if bool((state["n_updates_"] < 0).any()) or bool((state["refresh_counter"] < 0).any()):
+            raise InvalidInputError(f"{where}: `n_updates_` and `refresh_counter` must be non-negative.")
+        A = state["A_"]
+        if not bool(torch.allclose(A, A.transpose(-1, -2), rtol=1e-5, atol=0.0)):
+            raise InvalidInputError(f"{where}: `A_` must be symmetric.")
+        try:
+            linalg.cholesky_factor(A, "A_")
+        except NumericalError as exc:
+            raise InvalidInputError(f"{where}: {exc}") from None
+
+
+def _pad(
+    U: torch.Tensor,
+    c: torch.Tensor,
+    order: torch.Tensor,
+    inverse: torch.Tensor,
+    counts: torch.Tensor,
+    n_max: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scatter rows into ``(T, n_max, d)`` by group, zero-padded (zero rows change no statistic).
+
+    Args:
+        U: ``(N, d)`` rows. c: ``(N,)`` coefficients. order: ``(N,)`` rows sorted by group.
+        inverse: ``(N,)`` group of each row in ``[0, T)``. counts: ``(T,)`` rows per group.
+    """
+    group = inverse[order]
+    offsets = torch.cumsum(counts, 0) - counts
+    pos = torch.arange(U.shape[0], device=U.device) - offsets[group]
+    U3 = U.new_zeros(counts.shape[0], n_max, U.shape[1])
+    c2 = c.new_zeros(counts.shape[0], n_max)
+    U3[group, pos] = U[order]
+    c2[group, pos] = c[order]
+    return U3, c2
+
+
+def _gram(
+    A: torch.Tensor,
+    b: torch.Tensor,
+    U: torch.Tensor,
+    c: torch.Tensor,
+    order: torch.Tensor | None,
+    counts: torch.Tensor,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``scale A_t + U_t^T U_t`` and ``scale b_t + U_t^T c_t`` per group ``t``, one GEMM per group.
+
+    Args:
+        A: ``(T, d, d)``. b: ``(T, d)``. U: ``(N, d)``. c: ``(N,)``.
+        order: rows sorted by group (``None``: a single group holding every row). counts: ``(T,)``.
+    """
+    if order is None:
+        return linalg.rank_update(A, U.unsqueeze(0), scale), linalg.vector_update(
+            b, U.unsqueeze(0), c.unsqueeze(0), scale
+        )
+    U, c = U[order], c[order]
+    A_new, b_new = A * scale, b * scale
+    start = 0
+    for t, n in enumerate(counts.tolist()):
+        Ug, cg = U[start : start + n], c[start : start + n]
+        A_new[t] += Ug.T @ Ug
+        b_new[t] += cg @ Ug
+        start += n
+    return A_new, b_new
