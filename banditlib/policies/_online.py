@@ -4,8 +4,10 @@ A torch operator costs several microseconds of dispatch before it does any work;
 (select one, update one, with ``K = 10`` and ``d = 20``) needs dozens of them per round and would spend
 nearly all its time in overhead. For a single row on the CPU the policies therefore compute on numpy views
 that share memory with their torch buffers, with the same formulas as the batched path (tested to agree
-with it and with the float64 references). Only inputs that are clearly valid take this path; anything else
-goes through the batched path, which owns every error message.
+with it and with the float64 references). Only inputs of the right shapes and dtypes take this path, and
+finiteness is not checked up front: a NaN or infinite input makes the results non-finite, which the fast
+path detects at its end, before committing anything, and then hands the call to the batched path. So every
+error message comes from the batched path, and the happy path pays for no separate check.
 """
 
 from __future__ import annotations
@@ -49,8 +51,7 @@ def as_row(value: Any, dim: int, shared: bool, dtype: np.dtype[Any]) -> np.ndarr
         not shared and arr.shape != (1, dim)
     ):
         return None
-    row = arr[0].astype(dtype, copy=False)
-    return row if np.isfinite(row).all() else None
+    return arr[0].astype(dtype, copy=False)
 
 
 def as_actions(value: Any, num_arms: int) -> np.ndarray | None:
@@ -67,12 +68,11 @@ def as_actions(value: Any, num_arms: int) -> np.ndarray | None:
 
 
 def as_rewards(value: Any, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray | None:
-    """Finite rewards of exactly ``shape`` (``(1, k)`` or ``(1,)``) as a flat ``(k,)`` array, or ``None``."""
+    """Rewards of exactly ``shape`` (``(1, k)`` or ``(1,)``) as a flat ``(k,)`` array, or ``None``."""
     arr = _plain_array(value)
     if arr is None or arr.dtype.kind not in "fiu" or arr.shape != shape:
         return None
-    r = arr.reshape(-1).astype(dtype, copy=False)
-    return r if np.isfinite(r).all() else None
+    return arr.reshape(-1).astype(dtype, copy=False)
 
 
 def top_k(scores: np.ndarray, k: int, seed: int, row: int) -> np.ndarray | None:

@@ -74,6 +74,9 @@ class Policy(nn.Module):
 
     # Buffers kept in float64 whatever the policy's dtype (accumulated sums; see policies/ridge.py).
     _float64_buffers: ClassVar[tuple[str, ...]] = ()
+    # Whether every score depends on the contexts, so that non-finite contexts show in the scores (the
+    # single-row path relies on it to skip a separate finiteness check).
+    _scores_use_contexts: ClassVar[bool] = True
     rng_seed: torch.Tensor
     rng_counter: torch.Tensor
 
@@ -141,7 +144,9 @@ class Policy(nn.Module):
         if mask is None and self._fast_path and self.device.type == "cpu" and type(k) is int:
             row = _online.as_row(contexts, self.dim, self.arms is None, self._np_dtype)
             if row is not None and 1 <= k <= (self.arms or row.shape[0]):
-                return self._select_row(row, k)
+                fast = self._select_row(row, k)
+                if fast is not None:
+                    return fast
         where = f"{type(self).__name__}.select()"
         x = V.as_real_tensor(contexts, where, "contexts", dtype=self.dtype, device=self.device)
         V.check_contexts(x, where, dim=self.dim, arms=self.arms)
@@ -245,17 +250,18 @@ class Policy(nn.Module):
     def _np_dtype(self) -> np.dtype[Any]:
         return np.dtype(np.float64 if self.dtype == torch.float64 else np.float32)
 
-    def _select_row(self, x: np.ndarray, k: int) -> Selection:
-        """:meth:`select` for one valid row on the CPU (see ``policies/_online.py``)."""
+    def _select_row(self, x: np.ndarray, k: int) -> Selection | None:
+        """:meth:`select` for one row on the CPU (see ``policies/_online.py``); ``None`` hands the call to the
+        batched path (non-finite scores, from a non-finite context or a degenerate state)."""
+        if not self._scores_use_contexts and not np.isfinite(x).all():
+            return None
         counter = self._state_views()["rng_counter"]
         row = int(counter)
         mean, bonus = self._score_row(x, row)
         scores = mean + bonus
         actions = _online.top_k(scores, k, self.seed, row)
         if actions is None:
-            raise NumericalError(
-                f"{type(self).__name__}.select(): the policy produced non-finite scores; its state is degenerate."
-            )
+            return None
         counter[...] = row + 1
         return Selection(
             actions=torch.from_numpy(actions[None]),

@@ -153,6 +153,8 @@ class Random(Policy):
         torch.Size([2, 3])
     """
 
+    _scores_use_contexts = False
+
     def __init__(
         self,
         dim: int,
@@ -176,7 +178,7 @@ class Random(Policy):
         return np.zeros_like(draws), draws
 
     def _learn_row(self, x: np.ndarray, models: np.ndarray, rewards: np.ndarray) -> bool:
-        return True
+        return bool(np.isfinite(x).all() and np.isfinite(rewards).all())
 
     def _learn(
         self, x: torch.Tensor, model: torch.Tensor, rewards: torch.Tensor, steps: torch.Tensor, num_steps: int

@@ -125,7 +125,9 @@ class _RidgePolicy(Policy):
         return x @ theta[0], ((x @ A_inv[0]) * x).sum(axis=1)
 
     def _learn_row(self, x: np.ndarray, models: np.ndarray, rewards: np.ndarray) -> bool:
-        """One round, one observation per touched model: Sherman-Morrison in numpy, committed at the end."""
+        """One round, one observation per touched model: Sherman-Morrison in numpy, committed at the end.
+
+        Returns ``False``, having changed nothing, when a result is not finite or the refresh fails."""
         views = self._state_views()
         gamma = self.forget
         A_all, A_inv_all, b_all, since_all = (
@@ -148,11 +150,16 @@ class _RidgePolicy(Policy):
                 b = (b_all[m] * gamma if gamma != 1.0 else b_all[m]) + float(rewards[j]) * x64
                 since = int(since_all[m]) + 1
                 if since >= self.refresh_every or (since % DRIFT_CHECK_EVERY == 0 and self._drifted_row(A, A_inv)):
-                    A_inv = linalg.refresh_inverse(torch.from_numpy(A)[None], self.dtype)[0].numpy()
+                    try:
+                        A_inv = linalg.refresh_inverse(torch.from_numpy(A)[None], self.dtype)[0].numpy()
+                    except NumericalError:
+                        return False
                     since = 0
                 theta = (A_inv @ b).astype(A_inv.dtype)
-                if not (math.isfinite(denom) and denom > 0 and np.isfinite(theta).all() and np.isfinite(A).all()):
-                    raise NumericalError(_NONFINITE.format(type(self).__name__))
+                # NaN or inf anywhere in x, r or the result shows in these sums (an overflowing sum of finite
+                # values only costs a detour): the batched path then raises the right error.
+                if not (math.isfinite(denom) and denom > 0 and math.isfinite(float(theta.sum()) + float(A.sum()))):
+                    return False
                 new.append((m, A, A_inv, b, theta, since))
         # Commit: nothing below can fail.
         if gamma != 1.0 and models.shape[0] < self.num_models:
