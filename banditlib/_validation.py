@@ -19,6 +19,7 @@ from banditlib.errors import InvalidInputError
 
 __all__ = [
     "SUPPORTED_DTYPES",
+    "all_finite",
     "as_bool_tensor",
     "as_index_tensor",
     "as_real_tensor",
@@ -68,6 +69,15 @@ def _to_numpy(value: Any, where: str, name: str) -> np.ndarray:
     return arr
 
 
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every element is finite. A NaN or infinity anywhere makes the sum non-finite, so one
+    reduction settles the common case; only a non-finite sum (possibly an overflow of finite values) pays
+    for the elementwise check."""
+    if t.numel() == 0 or bool(torch.isfinite(t.sum())):
+        return True
+    return bool(torch.isfinite(t).all())
+
+
 def as_real_tensor(
     value: Any,
     where: str,
@@ -95,7 +105,7 @@ def as_real_tensor(
             arr = arr.copy()
         t = torch.from_numpy(arr)
     t = t.to(device=device, dtype=dtype)
-    if finite and t.numel() and not bool(torch.isfinite(t).all()):
+    if finite and not all_finite(t):
         bad = int((~torch.isfinite(t)).sum())
         raise InvalidInputError(
             f"{where}: `{name}` must be finite; got {bad} NaN or infinite value(s) in shape {fmt_shape(t.shape)}."

@@ -20,7 +20,11 @@ import torch
 
 from banditlib import _random
 
-__all__ = ["as_actions", "as_rewards", "as_row", "top_k"]
+__all__ = ["MAX_ROW_WORK", "as_actions", "as_rewards", "as_row", "top_k"]
+
+# Rows whose scoring costs more than this many multiply-adds (K d^2) go to the batched torch path, which is
+# multithreaded: beyond it the numpy path's saving on dispatch no longer matters.
+MAX_ROW_WORK = 1 << 18
 
 
 _NUMPY_DTYPES = (torch.float64, torch.float32, torch.float16, torch.int64, torch.int32, torch.int16, torch.int8)

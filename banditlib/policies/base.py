@@ -143,7 +143,8 @@ class Policy(nn.Module):
         """
         if mask is None and self._fast_path and self.device.type == "cpu" and type(k) is int:
             row = _online.as_row(contexts, self.dim, self.arms is None, self._np_dtype)
-            if row is not None and 1 <= k <= (self.arms or row.shape[0]):
+            K = self.arms or (row.shape[0] if row is not None else 0)
+            if row is not None and 1 <= k <= K and K * self.dim * self.dim <= _online.MAX_ROW_WORK:
                 fast = self._select_row(row, k)
                 if fast is not None:
                     return fast
@@ -161,7 +162,7 @@ class Policy(nn.Module):
         rows = torch.arange(first, first + B, device=self.device)
         mean, bonus = self._score(x, rows)
         scores = mean + bonus
-        if not bool(torch.isfinite(scores).all()):
+        if not V.all_finite(scores):
             raise NumericalError(f"{where}: the policy produced non-finite scores; its state is degenerate.")
         if m is not None:
             scores = scores.masked_fill(~m, float("-inf"))
@@ -257,8 +258,9 @@ class Policy(nn.Module):
             return None
         counter = self._state_views()["rng_counter"]
         row = int(counter)
-        mean, bonus = self._score_row(x, row)
-        scores = mean + bonus
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite scores are handed over below
+            mean, bonus = self._score_row(x, row)
+            scores = mean + bonus
         actions = _online.top_k(scores, k, self.seed, row)
         if actions is None:
             return None
