@@ -20,7 +20,7 @@ $(VENV)/.demo-installed: pyproject.toml | $(PY)
 
 $(VENV)/.test-installed: pyproject.toml | $(PY)
 	$(PIP) install --quiet $(TORCH)
-	$(PIP) install --quiet -e '.[envs,docs,dev]'
+	$(PIP) install --quiet -e '.[envs,docs,dev,triton]'
 	touch $@ $(VENV)/.demo-installed
 
 demo: $(VENV)/.demo-installed

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import contextlib
 import gc
 import importlib
 import importlib.metadata
@@ -37,7 +36,6 @@ import itertools
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -48,15 +46,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import machine_info, ms_cells, ratio_cells, speedup, summary, table, thread_limits, time_interleaved
 
 import banditlib
 from banditlib.kernels import disjoint_score_torch, shared_score_torch
 
-try:  # optional: records and limits the threads of numpy's BLAS
-    import threadpoolctl
-except ImportError:
-    threadpoolctl = None
-
+DISTS = ("torch", "numpy", "mabwiser", "contextualbandits", "vowpalwabbit")
 ARMS, DIM, NOISE, SEED = 10, 20, 0.1, 0
 ALPHA, REG, EPSILON, VW_EPSILON = 1.0, 1.0, 0.1, 0.05
 LINTS_SCALE = NOISE  # the posterior scale v of LinTS matches the reward noise, as its analysis assumes
@@ -215,32 +210,6 @@ def online_runners(peers: dict[str, str | None]) -> dict[str, Runner | str]:
     }
 
 
-def summary(seconds: list[float], work: float) -> dict[str, Any]:
-    """Median and best (minimum) of repeated timings, and ``work`` per second for each."""
-    median, best = statistics.median(seconds), min(seconds)
-    return {"seconds": seconds, "median_s": median, "best_s": best,
-            "rate_median": work / median, "rate_best": work / best}  # fmt: skip
-
-
-def speedup(fast: dict[str, Any], slow: dict[str, Any]) -> dict[str, float]:
-    """How many times faster ``fast`` is than ``slow`` (same work), from the medians and from the bests."""
-    return {"median": slow["median_s"] / fast["median_s"], "best": slow["best_s"] / fast["best_s"]}
-
-
-def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Seconds per call of each function: one warm-up call each, then ``repeats`` rounds taking turns."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            gc.collect()
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
 def bench_online(sizes: dict[str, int], peers: dict[str, str | None]) -> dict[str, Any]:
     """Measurements 1 and 2: decisions/s and pseudo-regret of every contender on the same rounds."""
     problem = make_problem(sizes["rounds"], ARMS, DIM, SEED)
@@ -327,26 +296,6 @@ def bench_shared(sizes: dict[str, int]) -> dict[str, Any]:
     return {"shapes": shapes, "results": results, "fraction_of_gemm_rate": fraction}
 
 
-def table(title: str, headers: list[str], rows: list[list[str]], notes: list[str]) -> str:
-    """A markdown table under a heading, with notes below it."""
-    lines = [f"### {title}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join([*lines, "", *notes] if notes else lines)
-
-
-def ratio_cells(ratio: dict[str, Any] | None, target: float | None) -> list[str]:
-    """Speed-up cells (median, best) and the verdict against ``target``, judged on the median."""
-    if ratio is None:
-        return ["", "", ""]
-    verdict = "" if target is None else f">= {target:g}x: {'met' if ratio['median'] >= target else 'NOT met'}"
-    return [f"{ratio['median']:.2f}x", f"{ratio['best']:.2f}x", verdict]
-
-
-def ms_cells(r: dict[str, Any]) -> list[str]:
-    """Median and best milliseconds."""
-    return [f"{r['median_s'] * 1e3:.2f}", f"{r['best_s'] * 1e3:.2f}"]
-
-
 def online_table(online: dict[str, Any]) -> str:
     """Decisions/s, speed-ups of the reference, targets and regret of the online run."""
     s, ratios, rows, notes = online["shapes"], online["speedup_of_reference"], [], []
@@ -400,26 +349,6 @@ def load_peers() -> dict[str, str | None]:
     return status
 
 
-def machine_info(threads: int) -> dict[str, Any]:
-    """Platform, CPU model, core count, thread settings and library versions."""
-    cpu = None
-    with contextlib.suppress(OSError):
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
-    versions = {"banditlib": banditlib.__version__}
-    for dist in ("torch", "numpy", "mabwiser", "contextualbandits", "vowpalwabbit"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = "unavailable"
-    blas = None if threadpoolctl is None else threadpoolctl.threadpool_info()
-    return {
-        "platform": platform.platform(), "python": sys.version.split()[0], "cpu_model": cpu,
-        "cores": os.cpu_count(), "threads_requested": threads, "torch_num_threads": torch.get_num_threads(),
-        "blas_threadpools": blas, "versions": versions,
-    }  # fmt: skip
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run every measurement, print the tables and write ``bench_linear.json``; returns the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -429,15 +358,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     peers = load_peers()  # first, so that the thread limits below also reach the peers' libraries
-    torch.set_num_threads(args.threads)
-    limits: Any = contextlib.nullcontext()
-    if threadpoolctl is not None:
-        limits = threadpoolctl.threadpool_limits(limits=args.threads)
     start, load_before = time.perf_counter(), os.getloadavg()
-    with limits:
+    with thread_limits(args.threads):
         report: dict[str, Any] = {
             "benchmark": "bench_linear", "mode": "quick" if args.quick else "full", "argv": sys.argv,
-            "machine": machine_info(args.threads), "sizes": sizes, "peers": peers,
+            "machine": machine_info(args.threads, DISTS), "sizes": sizes, "peers": peers,
             "settings": {"alpha": ALPHA, "reg": REG, "noise_std": NOISE, "seed": SEED,
                          "lints_scale": LINTS_SCALE, "epsilon": EPSILON, "vw_epsilon": VW_EPSILON},
         }  # fmt: skip

@@ -10,7 +10,6 @@ import banditlib
 from banditlib import linalg
 from banditlib.errors import NumericalError
 
-torch.set_default_dtype(torch.float64)
 
 
 def _spd(M: int, d: int, seed: int) -> torch.Tensor:

@@ -64,11 +64,6 @@ def test_rule_arguments_are_validated(cls: type, kwargs: dict[str, Any]) -> None
         cls(3, **kwargs)
 
 
-def test_triton_backend_is_refused_until_shipped() -> None:
-    with pytest.raises(BackendUnavailableError, match="backend='triton'"):
-        banditlib.LinUCB(3, backend="triton")
-
-
 def test_update_features_is_for_the_shared_model_only() -> None:
     with pytest.raises(InvalidInputError, match=r"update_features\(\).*disjoint"):
         banditlib.LinUCB(3, arms=2).update_features(np.ones((1, 3)), np.ones(1))

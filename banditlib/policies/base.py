@@ -24,7 +24,7 @@ from banditlib import _random
 from banditlib import _validation as V
 from banditlib._io import read_tensors, write_tensors
 from banditlib.errors import InvalidInputError, NumericalError
-from banditlib.kernels import resolve_backend
+from banditlib.kernels import masked_topk, resolve_backend
 from banditlib.policies import _online
 
 __all__ = ["Policy", "Selection", "load", "registered_policies"]
@@ -102,7 +102,7 @@ class Policy(nn.Module):
         self.dtype: torch.dtype = V.check_dtype(dtype, where)
         self.device: torch.device = V.check_device(device, where)
         self.backend: str = V.check_backend(backend, where)
-        resolve_backend(self.backend, self.device)
+        resolve_backend(self.backend)  # backend="triton" needs triton to import; devices are checked per call
         seed = V.check_seed(seed, where)
         self.seed: int = secrets.randbits(63) if seed is None else seed
         self.register_buffer("rng_seed", torch.tensor(self.seed, dtype=torch.long, device=self.device))
@@ -141,7 +141,13 @@ class Policy(nn.Module):
             InvalidInputError: bad shapes, dtypes, non-finite values, ``k`` out of range, rows with fewer
                 than ``k`` available arms.
         """
-        if mask is None and self._fast_path and self.device.type == "cpu" and type(k) is int:
+        if (
+            mask is None
+            and self._fast_path
+            and self.device.type == "cpu"
+            and self.backend != "triton"
+            and type(k) is int
+        ):
             row = _online.as_row(contexts, self.dim, self.arms is None, self._np_dtype)
             K = self.arms or (row.shape[0] if row is not None else 0)
             if row is not None and 1 <= k <= K and K * self.dim * self.dim <= _online.MAX_ROW_WORK:
@@ -333,7 +339,7 @@ class Policy(nn.Module):
     def _top_k(self, scores: torch.Tensor, k: int, rows: torch.Tensor) -> torch.Tensor:
         """Top-``k`` per row, best first; exact ties ordered uniformly at random by the generator."""
         K = scores.shape[1]
-        vals, idx = scores.topk(min(k + 1, K), dim=1)
+        vals, idx = masked_topk(scores, min(k + 1, K), backend=self.backend)
         tied = (vals[:, 1:] == vals[:, :-1]).any(dim=1)
         idx = idx[:, :k]
         if bool(tied.any()):
@@ -361,9 +367,7 @@ class Policy(nn.Module):
         self._invalidate_caches()
         return self
 
-    def load_state_dict(
-        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
-    ) -> Any:
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
         """Load a state after checking every entry; on error the current state is unchanged.
 
         Raises:

@@ -25,7 +25,7 @@ class Greedy(_RidgePolicy):
         seed: seed of the policy's generator (ties).
         dtype: ``torch.float32`` or ``torch.float64``.
         device: device of the state and outputs.
-        backend: scoring backend.
+        backend: ``"auto"``, ``"torch"`` or ``"triton"`` for the scoring kernels and top-k.
 
     Example:
         >>> import torch, banditlib
@@ -78,7 +78,7 @@ class EpsilonGreedy(_RidgePolicy):
         seed: seed of the policy's generator (exploration coins, random arms, ties).
         dtype: ``torch.float32`` or ``torch.float64``.
         device: device of the state and outputs.
-        backend: scoring backend.
+        backend: ``"auto"``, ``"torch"`` or ``"triton"`` for the scoring kernels and top-k.
 
     Example:
         >>> import torch, banditlib
@@ -145,7 +145,7 @@ class Random(Policy):
         seed: seed of the policy's generator.
         dtype: ``torch.float32`` or ``torch.float64``.
         device: device of the outputs.
-        backend: accepted for a uniform signature; no kernel is used.
+        backend: ``"auto"``, ``"torch"`` or ``"triton"`` for the top-k selection.
 
     Example:
         >>> import torch, banditlib

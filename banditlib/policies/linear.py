@@ -95,7 +95,7 @@ class LinTS(_RidgePolicy):
         seed: seed of the policy's generator (samples and ties).
         dtype: ``torch.float32`` or ``torch.float64``.
         device: device of the state and outputs.
-        backend: scoring backend.
+        backend: ``"auto"``, ``"torch"`` or ``"triton"`` for the scoring kernels.
 
     Example:
         >>> import torch, banditlib

@@ -7,10 +7,11 @@ from scratch every time they are asked for.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-__all__ = ["LinearReference"]
+__all__ = ["LinearReference", "linear_score_reference", "neural_bonus_reference"]
 
 
 @dataclass
@@ -91,3 +92,32 @@ class LinearReference:
         """LinUCB's mean and bonus ``alpha sqrt(x^T A^-1 x)``, each ``(B, K)``."""
         mean, var = self.mean_var(contexts)
         return mean, alpha * np.sqrt(var)
+
+
+def linear_score_reference(X: Any, A_inv: Any, theta: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``mean[n, k] = x_n . theta_k`` and ``var[n, k] = x_n^T A_k^-1 x_n`` by explicit float64 loops.
+
+    Args:
+        X: ``(N, d)``; A_inv: ``(K, d, d)``; theta: ``(K, d)`` (tensors of any dtype, or arrays).
+    """
+    X, A_inv, theta = (_f64(v) for v in (X, A_inv, theta))
+    N, K = X.shape[0], A_inv.shape[0]
+    mean, var = np.zeros((N, K)), np.zeros((N, K))
+    for n in range(N):
+        for k in range(K):
+            mean[n, k] = X[n] @ theta[k]
+            var[n, k] = X[n] @ A_inv[k] @ X[n]
+    return mean, var
+
+
+def neural_bonus_reference(delta: Any, h: Any, Z_inv: Any) -> np.ndarray:
+    """``sum_o sum_i delta_no^2 Z_inv_oi h_ni^2``, the diagonal bonus of one layer, by explicit float64 loops
+    over the per-sample weight gradient ``g = delta_n h_n^T``: ``sum_oi g_oi^2 Z_inv_oi``."""
+    delta, h, Z_inv = (_f64(v) for v in (delta, h, Z_inv))
+    return np.array([np.sum(np.outer(delta[n], h[n]) ** 2 * Z_inv) for n in range(h.shape[0])])
+
+
+def _f64(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):
+        return np.asarray(value.detach().to("cpu").double().numpy())
+    return np.asarray(value, dtype=np.float64)
