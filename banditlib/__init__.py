@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from banditlib.errors import BackendUnavailableError, BanditError, InvalidInputError, NumericalError
 from banditlib.policies import (
+    EENet,
     EpsilonGreedy,
     Greedy,
     LinTS,
     LinUCB,
+    NeuralLinTS,
+    NeuralLinUCB,
+    NeuralTS,
+    NeuralUCB,
     Policy,
     Random,
     Selection,
@@ -24,11 +29,16 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendUnavailableError",
     "BanditError",
+    "EENet",
     "EpsilonGreedy",
     "Greedy",
     "InvalidInputError",
     "LinTS",
     "LinUCB",
+    "NeuralLinTS",
+    "NeuralLinUCB",
+    "NeuralTS",
+    "NeuralUCB",
     "NumericalError",
     "Policy",
     "Random",

@@ -11,7 +11,6 @@ from banditlib import linalg
 from banditlib.errors import NumericalError
 
 
-
 def _spd(M: int, d: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     X = torch.randn(M, 3 * d, d, generator=g, dtype=torch.float64)

@@ -77,6 +77,13 @@ class Policy(nn.Module):
     # Whether every score depends on the contexts, so that non-finite contexts show in the scores (the
     # single-row path relies on it to skip a separate finiteness check).
     _scores_use_contexts: ClassVar[bool] = True
+    # Whether single rows on the CPU may take the numpy path (policies/_online.py); needs _score_row/_learn_row.
+    _row_path: ClassVar[bool] = True
+    # Whether one update of B rows leaves the same state as B one-row updates (false for policies that
+    # train on a schedule counted in calls or observations: the grouping changes when training happens).
+    _batch_update_equals_rows: ClassVar[bool] = True
+    # State entries that are not learned: the generator and maintenance counters.
+    _bookkeeping: ClassVar[frozenset[str]] = frozenset({"rng_seed", "rng_counter"})
     rng_seed: torch.Tensor
     rng_counter: torch.Tensor
 
@@ -110,7 +117,7 @@ class Policy(nn.Module):
         self._config: dict[str, Any] = {"dim": self.dim, "arms": self.arms, "backend": self.backend}
         # Single-row calls on the CPU take the numpy fast path (policies/_online.py); tests switch it off
         # to compare both paths.
-        self._fast_path = True
+        self._fast_path = self._row_path
         self._views: dict[str, np.ndarray] | None = None
 
     # ------------------------------------------------------------------------------------------ public API
@@ -294,8 +301,9 @@ class Policy(nn.Module):
         return a.shape[0] == 1 and self._learn_row(x[a], np.zeros(1, dtype=np.int64), r)
 
     def learned_state(self) -> dict[str, torch.Tensor]:
-        """Copies of the learned buffers (names ending in ``_``): what ``select`` must never change."""
-        return {name: buf.detach().clone() for name, buf in self.named_buffers() if name.endswith("_")}
+        """Copies of the learned state: every entry of ``state_dict()`` except the generator's counters and
+        maintenance bookkeeping (``_bookkeeping``). ``select`` never changes any of it."""
+        return {k: v.detach().clone() for k, v in self.state_dict().items() if k not in self._bookkeeping}
 
     # ------------------------------------------------------------------------------------------ hooks
 
@@ -361,7 +369,8 @@ class Policy(nn.Module):
             )
         super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
         for name in self._float64_buffers:
-            setattr(self, name, getattr(self, name).to(torch.float64))
+            if name in self._buffers:
+                setattr(self, name, getattr(self, name).to(torch.float64))
         self.dtype, self.device = probe.dtype, probe.device
         self._views = None
         self._invalidate_caches()
@@ -375,7 +384,7 @@ class Policy(nn.Module):
                 values, or a state that is inconsistent for this policy.
         """
         where = f"{type(self).__name__}.load_state_dict()"
-        own = dict(self.named_buffers())
+        own = dict(self.state_dict(keep_vars=True))
         missing = sorted(set(own) - set(state_dict))
         unexpected = sorted(set(state_dict) - set(own))
         if strict and (missing or unexpected):

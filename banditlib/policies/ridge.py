@@ -59,6 +59,7 @@ class _RidgePolicy(Policy):
     """
 
     _float64_buffers = ("A_", "b_")
+    _bookkeeping = Policy._bookkeeping | {"refresh_counter"}
     A_: torch.Tensor
     A_inv_: torch.Tensor
     b_: torch.Tensor

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LinearReference", "linear_score_reference", "neural_bonus_reference"]
+__all__ = ["LinearReference", "linear_score_reference", "neural_bonus_reference", "per_sample_gradients"]
 
 
 @dataclass
@@ -121,3 +121,22 @@ def _f64(value: Any) -> np.ndarray:
     if hasattr(value, "detach"):
         return np.asarray(value.detach().to("cpu").double().numpy())
     return np.asarray(value, dtype=np.float64)
+
+
+def per_sample_gradients(net: Any, X: Any) -> Any:
+    """``(N, p)``: the gradient of ``net(x_n)`` with respect to the flat parameter vector ``net.params``, one
+    sample at a time with its own backward pass (the reference code's per-arm loop)."""
+    import torch
+
+    rows = []
+    for n in range(X.shape[0]):
+        params = net.params.detach().clone().requires_grad_(True)
+        h = X[n : n + 1]
+        layers = net.layers(params)
+        for i, (W, c) in enumerate(layers):
+            h = torch.nn.functional.linear(h, W, c)
+            if i < len(layers) - 1:
+                h = net.act(h)
+        (g,) = torch.autograd.grad(h.sum(), [params])
+        rows.append(g)
+    return torch.stack(rows)

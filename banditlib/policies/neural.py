@@ -1,0 +1,235 @@
+"""NeuralUCB and NeuralTS: a network's prediction plus a bonus from its gradient.
+
+With ``g(x)`` the gradient of the network output ``f(x)`` with respect to its parameters and
+
+    Z = reg I + sum_t g(x_t) g(x_t)^T     (over the arms played, at the parameters they were played with),
+
+NeuralUCB scores ``f(x) + gamma sqrt(g^T Z^-1 g)`` and NeuralTS samples ``N(f(x), nu^2 g^T Z^-1 g)`` per arm.
+``z="diag"`` (default) keeps the exact diagonal of ``Z`` over all parameters, as the published reference code
+does; per layer ``y = W h + c`` the bonus is ``sum delta^2 Z_W^-1 h^2 + delta^2 . Z_c^-1`` and the update of
+the diagonal is ``(delta^2)^T h^2``, both from one forward and one backward pass over all arms (see
+:mod:`banditlib.policies._network`). ``z="last_layer"`` keeps the full matrix over the output layer's
+weights and bias, whose gradient is ``[h_L, 1]`` (the last hidden features), by Sherman-Morrison/Woodbury
+with an exact refresh when the drift check fails.
+
+Parametrisation: PyTorch's default initialisation and no ``1/m`` width scaling, like the reference code;
+its ``sqrt(lambda nu g^2 / U)`` with ``U = lambda + sum g^2`` is ``gamma = sqrt(nu)`` here with ``reg = lambda``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from banditlib import _random, linalg
+from banditlib import _validation as V
+from banditlib.errors import InvalidInputError
+from banditlib.kernels import neural_bonus, shared_score
+from banditlib.policies._network import gradient_pieces
+from banditlib.policies._neural_base import _NeuralPolicy
+
+__all__ = ["NeuralTS", "NeuralUCB"]
+
+
+class _GradientBandit(_NeuralPolicy):
+    """``f(x)`` and ``g^T Z^-1 g`` with ``Z`` diagonal or over the last layer (buffers ``Z_diag_`` (p,) float64,
+    or ``Z_`` float64 and ``Z_inv_`` ``(q, q)`` with ``q = width + 1``)."""
+
+    _float64_buffers = ("Z_diag_", "Z_")
+    Z_diag_: torch.Tensor
+    Z_: torch.Tensor
+    Z_inv_: torch.Tensor
+
+    def __init__(self, *, z: str, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        if z not in ("diag", "last_layer"):
+            raise InvalidInputError(f"{type(self).__name__}(): `z` must be 'diag' or 'last_layer'; got {z!r}.")
+        self.z = z
+        self._config["z"] = z
+        if z == "diag":
+            p = self.net.params.numel()
+            self.register_buffer("Z_diag_", torch.full((p,), self.reg, dtype=torch.float64, device=self.device))
+        else:
+            q = self.net.width + 1
+            eye = torch.eye(q, dtype=torch.float64, device=self.device)
+            self.register_buffer("Z_", eye * self.reg)
+            self.register_buffer("Z_inv_", (eye / self.reg).to(self.dtype))
+        self._zinv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def _invalidate_caches(self) -> None:
+        self._zinv = None
+
+    def _zinv_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``1 / Z`` per layer as ``(W part (out, in), bias part (out,))`` in the policy's dtype, cached."""
+        if self._zinv is None:
+            self._zinv = self.net.layers((1.0 / self.Z_diag_).to(self.dtype))
+        return self._zinv
+
+    def _mean_var(self, enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``f`` and ``g^T Z^-1 g`` for network inputs ``enc`` ``(N, D)``: each ``(N,)``."""
+        f, pieces = gradient_pieces(self.net, enc)
+        if self.z == "diag":
+            var = torch.zeros_like(f)
+            for (h, delta), (w_inv, b_inv) in zip(pieces, self._zinv_layers(), strict=True):
+                var = var + neural_bonus(delta, h, w_inv, backend=self.backend) + (delta * delta) @ b_inv
+            return f, var
+        G = torch.cat([pieces[-1][0], torch.ones_like(f).unsqueeze(1)], dim=1)
+        _, var = shared_score(G, self.Z_inv_, torch.zeros_like(G[0]), backend=self.backend)
+        return f, var.to(f.dtype)
+
+    def _fold(self, enc: torch.Tensor, rewards: torch.Tensor) -> dict[str, torch.Tensor]:
+        _, pieces = gradient_pieces(self.net, enc)
+        if self.z == "diag":
+            parts = []
+            for h, delta in pieces:
+                d2, h2 = (delta * delta).to(torch.float64), (h * h).to(torch.float64)
+                parts += [(d2.T @ h2).reshape(-1), d2.sum(0)]
+            return {"Z_diag_": self.Z_diag_ + torch.cat(parts)}
+        G = torch.cat([pieces[-1][0], torch.ones_like(enc[:, :1])], dim=1)
+        Z_new = linalg.rank_update(self.Z_[None], G.to(torch.float64)[None])
+        n, q = G.shape
+        if n >= q:
+            Z_inv_new = linalg.refresh_inverse(Z_new, self.dtype)
+        else:
+            Z_inv_new = linalg.woodbury(self.Z_inv_[None], G[None])
+            if not bool(linalg.inverse_residual(Z_new, Z_inv_new)[0] <= linalg.drift_tolerance(self.dtype)):
+                Z_inv_new = linalg.refresh_inverse(Z_new, self.dtype)
+        return {"Z_": Z_new[0], "Z_inv_": Z_inv_new[0]}
+
+    def _scored(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and ``g^T Z^-1 g`` of every (row, arm): each ``(B, K)``."""
+        B = x.shape[0]
+        f, var = self._mean_var(self._inputs(x))
+        return f.view(B, -1), var.clamp_min(0.0).view(B, -1)
+
+
+_DOC_ARGS = """
+    Args:
+        dim: context dimension ``d``.
+        arms: ``None`` (shared-parameter model: contexts ``(B, K, d)``, one feature vector per arm) or the
+            number of disjoint arms ``K`` (contexts ``(B, d)``, block-encoded into ``K d`` network inputs).
+        hidden: hidden layer widths.
+        activation: ``"relu"``, ``"tanh"``, ``"gelu"``, ``"sigmoid"``, ``"elu"``, ``"leaky_relu"`` or
+            ``"softplus"``.
+        reg: ``lambda > 0``: the prior ``Z = lambda I`` and the regulariser's weight.
+        z: ``"diag"`` (exact diagonal of ``Z`` over all parameters) or ``"last_layer"`` (full ``Z`` over the
+            output layer).
+        lr: Adam's learning rate.
+        train_every: observations between training rounds.
+        train_steps: Adam steps per training round (0: never train).
+        batch_size: minibatch size.
+        history: capacity of the ring buffer of observations the network is trained on.
+        loss: ``"anchor"`` (pull toward the initial parameters, the paper's) or ``"weight_decay"``.
+        seed: seeds the initial weights, the minibatches, the samples and tie-breaking.
+        dtype: ``torch.float32`` or ``torch.float64``.
+        device: device of the network and state.
+        backend: ``"auto"``, ``"torch"`` or ``"triton"`` for the bonus kernel and top-k.
+"""
+
+
+class NeuralUCB(_GradientBandit):
+    __doc__ = (
+        """NeuralUCB: ``score(x) = f(x) + gamma sqrt(g(x)^T Z^-1 g(x))`` (see :mod:`banditlib.policies.neural`).
+"""
+        + _DOC_ARGS
+        + """        gamma: width of the confidence bonus, ``>= 0``.
+
+    Example:
+        >>> import torch, banditlib
+        >>> policy = banditlib.NeuralUCB(dim=3, hidden=(16,), seed=0)
+        >>> sel = policy.select(torch.randn(2, 5, 3), k=2)
+        >>> sel.actions.shape, bool((sel.bonus > 0).all())
+        (torch.Size([2, 2]), True)
+
+    References:
+        Zhou, Li, Gu. Neural Contextual Bandits with UCB-based Exploration. ICML 2020.
+"""
+    )
+
+    def __init__(
+        self,
+        dim: int,
+        arms: int | None = None,
+        *,
+        hidden: Sequence[int] = (100,),
+        activation: str = "relu",
+        gamma: float = 1.0,
+        reg: float = 1.0,
+        z: str = "diag",
+        lr: float = 1e-3,
+        train_every: int = 10,
+        train_steps: int = 50,
+        batch_size: int = 32,
+        history: int = 10_000,
+        loss: str = "anchor",
+        seed: int | None = None,
+        dtype: torch.dtype | str = torch.float32,
+        device: torch.device | str = "cpu",
+        backend: str = "auto",
+    ) -> None:
+        super().__init__(
+            dim=dim, arms=arms, hidden=hidden, activation=activation, reg=reg, z=z, lr=lr, train_every=train_every,
+            train_steps=train_steps, batch_size=batch_size, history=history, loss=loss, seed=seed, dtype=dtype,
+            device=device, backend=backend,
+        )  # fmt: skip
+        self.gamma = V.check_float(gamma, "NeuralUCB()", "gamma", low=0.0)
+        self._config["gamma"] = self.gamma
+
+    def _score(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, var = self._scored(x)
+        return mean, self.gamma * var.sqrt()
+
+
+class NeuralTS(_GradientBandit):
+    __doc__ = (
+        """NeuralTS: each arm's score is a draw from ``N(f(x), nu^2 g(x)^T Z^-1 g(x))``, independent across arms and
+    rows (see :mod:`banditlib.policies.neural`).
+"""
+        + _DOC_ARGS
+        + """        nu: scale of the posterior, ``>= 0``.
+
+    Example:
+        >>> import torch, banditlib
+        >>> policy = banditlib.NeuralTS(dim=3, arms=4, hidden=(16,), seed=0)
+        >>> policy.select(torch.randn(2, 3)).actions.shape
+        torch.Size([2, 1])
+
+    References:
+        Zhang, Zhou, Li, Gu. Neural Thompson Sampling. ICLR 2021.
+"""
+    )
+
+    def __init__(
+        self,
+        dim: int,
+        arms: int | None = None,
+        *,
+        hidden: Sequence[int] = (100,),
+        activation: str = "relu",
+        nu: float = 1.0,
+        reg: float = 1.0,
+        z: str = "diag",
+        lr: float = 1e-3,
+        train_every: int = 10,
+        train_steps: int = 50,
+        batch_size: int = 32,
+        history: int = 10_000,
+        loss: str = "anchor",
+        seed: int | None = None,
+        dtype: torch.dtype | str = torch.float32,
+        device: torch.device | str = "cpu",
+        backend: str = "auto",
+    ) -> None:
+        super().__init__(
+            dim=dim, arms=arms, hidden=hidden, activation=activation, reg=reg, z=z, lr=lr, train_every=train_every,
+            train_steps=train_steps, batch_size=batch_size, history=history, loss=loss, seed=seed, dtype=dtype,
+            device=device, backend=backend,
+        )  # fmt: skip
+        self.nu = V.check_float(nu, "NeuralTS()", "nu", low=0.0)
+        self._config["nu"] = self.nu
+
+    def _score(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, var = self._scored(x)
+        z = _random.normal(self.seed, _random.STREAM_NOISE, rows, mean.shape[1]).to(mean.dtype)
+        return mean, self.nu * var.sqrt() * z

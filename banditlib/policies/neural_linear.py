@@ -1,0 +1,214 @@
+"""NeuralLinUCB and NeuralLinTS: a linear bandit over a network's learned features.
+
+With ``phi(x) = [h_L(x), 1]`` the last hidden layer's activations and a constant, the policies keep ridge
+statistics over ``phi`` (``A = reg I + sum phi phi^T``, ``b = sum r phi``, ``theta = A^-1 b``) and score
+``phi^T theta + alpha sqrt(phi^T A^-1 phi)`` (UCB) or ``phi^T theta~`` with one ``theta~ ~ N(theta, scale^2
+A^-1)`` per row (TS). The network is trained by regression on the history (see
+:mod:`banditlib.policies._neural_base`); whenever a training round changes the representation, the linear
+statistics are rebuilt from the whole history under the new ``phi``, so they never mix features of two
+different networks. Between training rounds they are kept by Sherman-Morrison/Woodbury updates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from banditlib import _random, linalg
+from banditlib import _validation as V
+from banditlib.kernels import shared_score
+from banditlib.policies._neural_base import _NeuralPolicy
+
+__all__ = ["NeuralLinTS", "NeuralLinUCB"]
+
+
+class _NeuralLinear(_NeuralPolicy):
+    """Ridge statistics over ``phi``: ``A_`` float64 and ``A_inv_`` ``(q, q)``, ``b_`` float64 and ``theta_``
+    ``(q,)``, with ``q = width + 1``."""
+
+    _float64_buffers = ("A_", "b_")
+    A_: torch.Tensor
+    A_inv_: torch.Tensor
+    b_: torch.Tensor
+    theta_: torch.Tensor
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        q = self.net.width + 1
+        eye = torch.eye(q, dtype=torch.float64, device=self.device)
+        self.register_buffer("A_", eye * self.reg)
+        self.register_buffer("A_inv_", (eye / self.reg).to(self.dtype))
+        self.register_buffer("b_", torch.zeros(q, dtype=torch.float64, device=self.device))
+        self.register_buffer("theta_", torch.zeros(q, dtype=self.dtype, device=self.device))
+        self._chol: torch.Tensor | None = None
+
+    def _invalidate_caches(self) -> None:
+        self._chol = None
+
+    def _phi(self, enc: torch.Tensor) -> torch.Tensor:
+        """``[h_L(x), 1]`` for network inputs ``enc`` ``(N, D)`` -> ``(N, q)``, without autograd."""
+        with torch.no_grad():
+            h = self.net.features(enc)
+        return torch.cat([h, torch.ones_like(h[:, :1])], dim=1)
+
+    def _fold(self, enc: torch.Tensor, rewards: torch.Tensor) -> dict[str, torch.Tensor]:
+        phi = self._phi(enc)
+        phi64 = phi.to(torch.float64)
+        A = self.A_ + phi64.T @ phi64
+        b = self.b_ + phi64.T @ rewards.to(torch.float64)
+        n, q = phi.shape
+        if n >= q:
+            A_inv = linalg.refresh_inverse(A[None], self.dtype)[0]
+        else:
+            A_inv = linalg.woodbury(self.A_inv_[None], phi[None])[0]
+            if not bool(linalg.inverse_residual(A[None], A_inv[None])[0] <= linalg.drift_tolerance(self.dtype)):
+                A_inv = linalg.refresh_inverse(A[None], self.dtype)[0]
+        return self._stats(A, b, A_inv)
+
+    def _refit(self, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x, r = self._history()
+        phi = self._phi(x).to(torch.float64)
+        A = self.reg * torch.eye(phi.shape[1], dtype=torch.float64, device=self.device) + phi.T @ phi
+        b = phi.T @ r.to(torch.float64)
+        return self._stats(A, b, linalg.refresh_inverse(A[None], self.dtype)[0])
+
+    def _stats(self, A: torch.Tensor, b: torch.Tensor, A_inv: torch.Tensor) -> dict[str, torch.Tensor]:
+        theta = (A_inv.to(torch.float64) @ b).to(self.dtype)
+        return {"A_": A, "b_": b, "A_inv_": A_inv, "theta_": theta}
+
+    def _mean_var(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B = x.shape[0]
+        mean, var = shared_score(self._phi(self._inputs(x)), self.A_inv_, self.theta_, backend=self.backend)
+        return mean.view(B, -1).to(self.dtype), var.clamp_min(0.0).view(B, -1).to(self.dtype)
+
+
+_DOC_ARGS = """
+    Args:
+        dim: context dimension ``d``.
+        arms: ``None`` (shared-parameter model: contexts ``(B, K, d)``) or the number of disjoint arms ``K``
+            (contexts ``(B, d)``, block-encoded into ``K d`` network inputs).
+        hidden: hidden layer widths (the last one is the feature dimension).
+        activation: the hidden layers' activation (see :class:`banditlib.NeuralUCB`).
+        reg: ``lambda > 0``: the ridge prior ``A = lambda I`` and the network regulariser's weight.
+        lr: Adam's learning rate.
+        train_every: observations between training rounds (each followed by a rebuild of the statistics).
+        train_steps: Adam steps per training round.
+        batch_size: minibatch size.
+        history: capacity of the ring buffer of observations.
+        loss: ``"anchor"`` or ``"weight_decay"``.
+        seed: seeds the initial weights, the minibatches, the samples and tie-breaking.
+        dtype: ``torch.float32`` or ``torch.float64``.
+        device: device of the network and state.
+        backend: ``"auto"``, ``"torch"`` or ``"triton"`` for the scoring kernel and top-k.
+"""
+
+
+class NeuralLinUCB(_NeuralLinear):
+    __doc__ = (
+        """NeuralLinUCB: LinUCB over learned features, ``phi^T theta + alpha sqrt(phi^T A^-1 phi)``.
+"""
+        + _DOC_ARGS
+        + """        alpha: width of the confidence bonus, ``>= 0``.
+
+    Example:
+        >>> import torch, banditlib
+        >>> policy = banditlib.NeuralLinUCB(dim=3, hidden=(8,), seed=0)
+        >>> policy.select(torch.randn(2, 4, 3)).actions.shape
+        torch.Size([2, 1])
+
+    References:
+        Riquelme, Tucker, Snoek. Deep Bayesian Bandits Showdown. ICLR 2018 (neural-linear). Xu, Wen, Zhao, Gu.
+        Neural Contextual Bandits with Deep Representation and Shallow Exploration. ICLR 2022.
+"""
+    )
+
+    def __init__(
+        self,
+        dim: int,
+        arms: int | None = None,
+        *,
+        hidden: Sequence[int] = (100,),
+        activation: str = "relu",
+        alpha: float = 1.0,
+        reg: float = 1.0,
+        lr: float = 1e-3,
+        train_every: int = 10,
+        train_steps: int = 50,
+        batch_size: int = 32,
+        history: int = 10_000,
+        loss: str = "anchor",
+        seed: int | None = None,
+        dtype: torch.dtype | str = torch.float32,
+        device: torch.device | str = "cpu",
+        backend: str = "auto",
+    ) -> None:
+        super().__init__(
+            dim=dim, arms=arms, hidden=hidden, activation=activation, reg=reg, lr=lr, train_every=train_every,
+            train_steps=train_steps, batch_size=batch_size, history=history, loss=loss, seed=seed, dtype=dtype,
+            device=device, backend=backend,
+        )  # fmt: skip
+        self.alpha = V.check_float(alpha, "NeuralLinUCB()", "alpha", low=0.0)
+        self._config["alpha"] = self.alpha
+
+    def _score(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, var = self._mean_var(x)
+        return mean, self.alpha * var.sqrt()
+
+
+class NeuralLinTS(_NeuralLinear):
+    __doc__ = (
+        """NeuralLinTS: linear Thompson sampling over learned features; one ``theta~ ~ N(theta, scale^2 A^-1)``
+    per row, shared by the row's arms (as :class:`banditlib.LinTS` with the shared-parameter model).
+"""
+        + _DOC_ARGS
+        + """        scale: posterior scale ``v >= 0``.
+
+    Example:
+        >>> import torch, banditlib
+        >>> policy = banditlib.NeuralLinTS(dim=3, arms=4, hidden=(8,), seed=0)
+        >>> policy.select(torch.randn(2, 3), k=2).actions.shape
+        torch.Size([2, 2])
+
+    References:
+        Riquelme, Tucker, Snoek. Deep Bayesian Bandits Showdown. ICLR 2018.
+"""
+    )
+
+    def __init__(
+        self,
+        dim: int,
+        arms: int | None = None,
+        *,
+        hidden: Sequence[int] = (100,),
+        activation: str = "relu",
+        scale: float = 1.0,
+        reg: float = 1.0,
+        lr: float = 1e-3,
+        train_every: int = 10,
+        train_steps: int = 50,
+        batch_size: int = 32,
+        history: int = 10_000,
+        loss: str = "anchor",
+        seed: int | None = None,
+        dtype: torch.dtype | str = torch.float32,
+        device: torch.device | str = "cpu",
+        backend: str = "auto",
+    ) -> None:
+        super().__init__(
+            dim=dim, arms=arms, hidden=hidden, activation=activation, reg=reg, lr=lr, train_every=train_every,
+            train_steps=train_steps, batch_size=batch_size, history=history, loss=loss, seed=seed, dtype=dtype,
+            device=device, backend=backend,
+        )  # fmt: skip
+        self.scale = V.check_float(scale, "NeuralLinTS()", "scale", low=0.0)
+        self._config["scale"] = self.scale
+
+    def _score(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B = x.shape[0]
+        phi = self._phi(self._inputs(x)).view(B, -1, self.A_inv_.shape[0])
+        if self._chol is None:
+            self._chol = linalg.cholesky_factor(self.A_inv_, "A_inv_").to(self.dtype)
+        z = _random.normal(self.seed, _random.STREAM_NOISE, rows, self._chol.shape[0]).to(self.dtype)
+        delta = self.scale * (z @ self._chol.T)  # (B, q): theta~ - theta per row
+        mean = phi @ self.theta_
+        return mean, torch.bmm(phi, delta.unsqueeze(-1)).squeeze(-1)
