@@ -13,7 +13,7 @@ weights and bias, whose gradient is ``[h_L, 1]`` (the last hidden features), by 
 with an exact refresh when the drift check fails.
 
 Parametrisation: PyTorch's default initialisation and no ``1/m`` width scaling, like the reference code;
-its ``sqrt(lambda nu g^2 / U)`` with ``U = lambda + sum g^2`` is ``gamma = sqrt(nu)`` here with ``reg = lambda``.
+its ``sqrt(lambda nu g^2 / U)`` with ``U = lambda + sum g^2`` is ``gamma = sqrt(lambda nu)`` here with ``reg = lambda``.
 """
 
 from __future__ import annotations

@@ -8,12 +8,26 @@ import torch
 
 import banditlib
 
+NEURAL = {"hidden": (8,), "train_every": 3, "train_steps": 2}
+POLICIES = [
+    (banditlib.LinUCB, {}),
+    (banditlib.LinTS, {}),
+    (banditlib.Greedy, {}),
+    (banditlib.EpsilonGreedy, {}),
+    (banditlib.NeuralUCB, NEURAL),
+    (banditlib.NeuralUCB, {**NEURAL, "z": "last_layer"}),
+    (banditlib.NeuralLinUCB, NEURAL),
+]
 
-@pytest.mark.parametrize("cls", [banditlib.LinUCB, banditlib.LinTS, banditlib.Greedy, banditlib.EpsilonGreedy])
+
+@pytest.mark.parametrize("cls,kw", POLICIES, ids=lambda v: getattr(v, "__name__", "") or str(v.get("z", "")))
 @pytest.mark.parametrize("arms", [None, 4], ids=["shared", "disjoint"])
-def test_triton_and_torch_policies_decide_alike(cls: type[banditlib.Policy], arms: int | None) -> None:
+def test_triton_and_torch_policies_decide_alike(
+    cls: type[banditlib.Policy], kw: dict[str, object], arms: int | None
+) -> None:
     d = 5
-    p_triton, p_torch = cls(d, arms, seed=3, backend="triton"), cls(d, arms, seed=3, backend="torch")
+    p_triton = cls(d, arms, seed=3, backend="triton", **kw)  # type: ignore[call-arg]
+    p_torch = cls(d, arms, seed=3, backend="torch", **kw)  # type: ignore[call-arg]
     rng = np.random.default_rng(0)
     K = arms or 7
     for t in range(8):
