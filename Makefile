@@ -32,7 +32,7 @@ lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check banditlib adapters tests benchmarks
 
 typecheck: $(VENV)/.test-installed
-	$(VENV)/bin/mypy banditlib
+	$(VENV)/bin/mypy banditlib adapters
 
 unit: $(VENV)/.test-installed
 	$(PY) -m pytest -q
