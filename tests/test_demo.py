@@ -40,3 +40,6 @@ def test_demo_at_full_size_shows_what_its_docstring_claims(tmp_path: Path) -> No
     assert slope[("Linear-v0", "LinUCB")] < 0.6 and slope[("Linear-v0", "Random")] > 0.9
     drifting = _final(result, "Drifting-v0")
     assert drifting["LinUCB(forget=0.99)"] < 0.5 * drifting["LinUCB"]
+    quadratic = _final(result, "Quadratic-v0")
+    assert quadratic["NeuralLinUCB"] < 0.7 * quadratic["LinUCB"]
+    assert slope[("Quadratic-v0", "LinUCB")] > 0.9
