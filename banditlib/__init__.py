@@ -7,7 +7,7 @@ triton, gymnasium, matplotlib nor trl.
 
 from __future__ import annotations
 
-from banditlib.errors import BackendUnavailableError, BanditError, InvalidInputError, NumericalError
+from banditlib.errors import BackendUnavailableError, BanditError, InvalidInputError, NumericalError, StateError
 from banditlib.policies import (
     EENet,
     EpsilonGreedy,
@@ -43,6 +43,7 @@ __all__ = [
     "Policy",
     "Random",
     "Selection",
+    "StateError",
     "__version__",
     "load",
 ]

@@ -7,7 +7,7 @@ exception a caller would expect (``ValueError`` for bad input, ``RuntimeError`` 
 
 from __future__ import annotations
 
-__all__ = ["BackendUnavailableError", "BanditError", "InvalidInputError", "NumericalError"]
+__all__ = ["BackendUnavailableError", "BanditError", "InvalidInputError", "NumericalError", "StateError"]
 
 
 class BanditError(Exception):
@@ -30,4 +30,11 @@ class NumericalError(BanditError, ArithmeticError):
     """A computation produced non-finite values or lost positive definiteness beyond repair.
 
     Raised instead of repairing silently (no NaN -> 0, no quiet pseudo-inverse); the state is unchanged.
+    """
+
+
+class StateError(BanditError, RuntimeError):
+    """A method was called in the wrong order (``observe`` before any ``schedule``, say).
+
+    The message names the method and the call it needs first; the object is left exactly as it was.
     """

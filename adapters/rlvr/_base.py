@@ -1,0 +1,301 @@
+"""What every rollout scheduler shares: :class:`Schedule`, :class:`Scheduler`, and vectorised ranking."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+
+from banditlib import _random
+from banditlib._io import read_tensors, write_tensors
+from banditlib.errors import InvalidInputError, StateError
+
+from .batch import RolloutBatch
+
+__all__ = ["Schedule", "Scheduler"]
+
+FORMAT = "banditlib.rlvr.scheduler"
+FORMAT_VERSION = "1"
+_REGISTRY: dict[str, type[Scheduler]] = {}
+S = TypeVar("S", bound="Scheduler")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What a scheduler decides for one round.
+
+    Attributes:
+        fresh: ``(n_fresh,)`` int64 ascending indices into the batch given to ``schedule()``: the fresh
+            rollouts to train on.
+        fresh_weight: ``(n_fresh,)`` float32 loss weight of each.
+        replay: buffered rollouts to train on again (``len`` 0 when none), with their stored ``logprobs``,
+            ``payload`` and ``round`` (age = current round - ``round``).
+        replay_weight: ``(n_replay,)`` float32.
+        scores: ``(N,)`` float32 score of every fresh rollout (NaN when the scheduler does not score).
+        predicted_gain: the model's prediction of this round's gain (NaN without a model).
+    """
+
+    fresh: torch.Tensor
+    fresh_weight: torch.Tensor
+    replay: RolloutBatch
+    replay_weight: torch.Tensor
+    scores: torch.Tensor
+    predicted_gain: float
+
+    @property
+    def num_train(self) -> int:
+        """Rollouts in the loss this round: fresh plus replayed."""
+        return int(self.fresh.shape[0]) + len(self.replay)
+
+
+class Scheduler:
+    """Base class of rollout schedulers: the round protocol, input checks and pickle-free persistence.
+
+    The loop::
+
+        b = generate()
+        while training:
+            s = scheduler.schedule(b)   # round t: which rollouts to train on
+            train(b, s)
+            b = generate()              # round t + 1
+            scheduler.observe(b)        # the label of round t's selection (CBS learns; baselines check order)
+
+    ``schedule`` takes one round's fresh rollouts (all with the same ``round``, larger than any round seen
+    before; NaN statistics are rejected); ``observe`` the next round's, and raises
+    :class:`~banditlib.errors.StateError` unless a ``schedule`` is waiting for its label (calling
+    ``schedule`` twice without ``observe`` is allowed: the first selection's label is then never learned).
+    Every method that raises leaves ``state_dict()`` unchanged.
+
+    Example:
+        >>> from banditlib.adapters.rlvr import RolloutBatch, UniformScheduler
+        >>> mk = lambda t: RolloutBatch.from_groups([{"reward": [1.0, 0.0], "entropy": [0.3, 0.4],
+        ...                                           "length": [5, 9]}], round=t)
+        >>> sch = UniformScheduler()
+        >>> s = sch.schedule(mk(0)); s.fresh.tolist(), s.num_train
+        ([0, 1], 2)
+        >>> sch.observe(mk(1)) is None
+        True
+
+    References:
+        Lu et al. Contextual Rollout Bandits for Reinforcement Learning with Verifiable Rewards, arXiv
+        2602.08499, 2026 (the round protocol).
+    """
+
+    name: str = "scheduler"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            _REGISTRY[cls.__name__] = cls
+
+    def __init__(self) -> None:
+        self._last_round: int | None = None
+        self._pending = False
+
+    # ------------------------------------------------------------------------------------------ protocol
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments, JSON-serialisable."""
+        return {}
+
+    def schedule(self, batch: RolloutBatch) -> Schedule:
+        """Decide which of round ``t``'s fresh rollouts to train on and which buffered ones to replay.
+
+        Args:
+            batch: the round's rollouts (``N >= 1``, one ``round`` value, finite statistics).
+
+        Returns:
+            The :class:`Schedule`.
+
+        Raises:
+            InvalidInputError: an empty batch, mixed or non-increasing rounds, NaN or infinite statistics,
+                or a batch the buffer cannot store; the state is unchanged.
+        """
+        where = f"{type(self).__name__}.schedule()"
+        round_ = self._check_batch(batch, where)
+        out = self._schedule(batch, round_, where)
+        self._last_round, self._pending = round_, True
+        return out
+
+    def observe(self, batch: RolloutBatch) -> float | None:
+        """Take the next round's fresh rollouts as the outcome of the last ``schedule``.
+
+        Args:
+            batch: round ``t + 1``'s rollouts (before ``schedule`` of that round).
+
+        Returns:
+            The observed gain of round ``t`` (``None`` for schedulers that learn nothing).
+
+        Raises:
+            StateError: no ``schedule`` awaits its outcome.
+            InvalidInputError: a bad batch (as for :meth:`schedule`); the state is unchanged.
+        """
+        where = f"{type(self).__name__}.observe()"
+        if not self._pending:
+            why = (
+                "no round was scheduled yet"
+                if self._last_round is None
+                else f"round {self._last_round} was already observed"
+            )
+            raise StateError(
+                f"{where}: call schedule() on round t's rollouts before observe() on round t + 1's; {why}."
+            )
+        round_ = self._check_batch(batch, where)
+        out = self._observe(batch, round_, where)
+        self._pending = False
+        return out
+
+    def _check_batch(self, batch: RolloutBatch, where: str) -> int:
+        if not isinstance(batch, RolloutBatch):
+            raise InvalidInputError(f"{where}: `batch` must be a RolloutBatch; got {type(batch).__name__}.")
+        if len(batch) == 0:
+            raise InvalidInputError(f"{where}: `batch` holds no rollouts.")
+        batch.check_finite(where)
+        lo, hi = int(batch.round.min()), int(batch.round.max())
+        if lo != hi:
+            raise InvalidInputError(f"{where}: every rollout of `batch` must have the same `round`; got {lo} to {hi}.")
+        if self._last_round is not None and lo <= self._last_round:
+            raise InvalidInputError(
+                f"{where}: rounds must increase; got round {lo} after round {self._last_round} was scheduled."
+            )
+        return lo
+
+    def _schedule(self, batch: RolloutBatch, round_: int, where: str) -> Schedule:
+        raise NotImplementedError
+
+    def _observe(self, batch: RolloutBatch, round_: int, where: str) -> float | None:
+        return None
+
+    # ------------------------------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything that determines later decisions, as named tensors (copies)."""
+        return {
+            "last_round": torch.tensor(0 if self._last_round is None else self._last_round, dtype=torch.long),
+            "has_round": torch.tensor(self._last_round is not None),
+            "pending": torch.tensor(self._pending),
+        }
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Load a state from :meth:`state_dict` (of a scheduler built with the same arguments); on error
+        nothing changes.
+
+        Raises:
+            InvalidInputError: missing or malformed entries.
+        """
+        where = f"{type(self).__name__}.load_state_dict()"
+        try:
+            has, last, pending = bool(state["has_round"]), int(state["last_round"]), bool(state["pending"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{where}: missing or malformed round bookkeeping: {exc}") from None
+        self._load_extra(state, where)
+        self._last_round = last if has else None
+        self._pending = pending and has
+
+    def _load_extra(self, state: Mapping[str, torch.Tensor], where: str) -> None:
+        """Subclasses: validate and load their part of ``state`` (all-or-nothing)."""
+
+    def _meta(self) -> dict[str, str]:
+        return {}
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the scheduler (class, arguments, state: buffer and policy included) to ``path``, pickle-free."""
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "class": type(self).__name__,
+            "config": json.dumps(self.config),
+            **self._meta(),
+        }
+        write_tensors(path, self.state_dict(), meta)
+
+    @classmethod
+    def load(cls: type[S], path: str | os.PathLike[str], **kwargs: Any) -> S:
+        """Rebuild a scheduler written by :meth:`save`; it makes the same decisions as the saved one.
+
+        Args:
+            path: the file.
+            **kwargs: constructor arguments that cannot be saved (a ``featurizer`` with custom features).
+
+        Raises:
+            InvalidInputError: a corrupted or foreign file, or one holding another scheduler class.
+        """
+        where = f"{cls.__name__}.load()"
+        tensors, meta = read_tensors(path, where)
+        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+            raise InvalidInputError(f"{where}: {os.fspath(path)!r} is not a banditlib rollout-scheduler file.")
+        target = _REGISTRY.get(meta.get("class", ""))
+        if target is None or not issubclass(target, cls):
+            raise InvalidInputError(f"{where}: the file holds a {meta.get('class')!r}, not a {cls.__name__}.")
+        try:
+            config = json.loads(meta["config"])
+        except (KeyError, json.JSONDecodeError):
+            raise InvalidInputError(f"{where}: the file's constructor arguments are unreadable.") from None
+        obj = target._from_saved(config, tensors, meta, kwargs, where)
+        obj.load_state_dict(tensors)
+        return obj  # type: ignore[return-value]
+
+    @classmethod
+    def _from_saved(
+        cls, config: dict[str, Any], tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str],
+        kwargs: dict[str, Any], where: str,
+    ) -> Scheduler:  # fmt: skip
+        try:
+            return cls(**{**config, **kwargs})
+        except TypeError as exc:
+            raise InvalidInputError(f"{where}: the file's arguments do not fit {cls.__name__}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def tie_keys(seed: int, counter: int, n: int, device: torch.device) -> torch.Tensor:
+    """``(n,)`` int64 random keys in ``[0, 2**31)`` for decision ``counter``: a pure function of the inputs."""
+    mixed = _random.mix64(torch.tensor([seed, counter], dtype=torch.long))
+    gen = torch.Generator().manual_seed(int(mixed[0] ^ _random.mix64(mixed[1:])[0]) & ((1 << 63) - 1))
+    return torch.randint(0, 1 << 31, (n,), generator=gen).to(device)
+
+
+def rank_keys(scores: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """int64 keys ordering like ``scores`` (float32, ``-inf`` allowed, no NaN), exact ties by ``keys``.
+
+    The float32 bits are mapped to an order-preserving int32, shifted left by 32 and combined with a 31-bit
+    random key, so one integer ``topk`` ranks lexicographically by (score, random key).
+    """
+    bits = (scores.to(torch.float32) + 0.0).view(torch.int32).to(torch.long)  # + 0.0 turns -0.0 into +0.0
+    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    return (ordered << 32) | keys
+
+
+def top_per_group(keys: torch.Tensor, padded: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The rows with the ``keep[g]`` largest ``keys`` in each group, ascending row indices.
+
+    Args:
+        keys: ``(N,)`` int64 ranking keys of the rows. padded: ``(G, G_max)`` row index per slot (``-1`` pad).
+        mask: ``(G, G_max)`` bool real slots. keep: ``(G,)`` int64 rows to keep per group (``<=`` its size).
+    """
+    k_max = int(keep.max())
+    if k_max == 0:
+        return torch.zeros(0, dtype=torch.long, device=keys.device)
+    slot_keys = torch.where(mask, keys[padded.clamp_min(0)], torch.iinfo(torch.long).min)
+    _, best = torch.topk(slot_keys, k_max, dim=1)
+    take = torch.arange(k_max, device=keys.device)[None, :] < keep[:, None]
+    rows = padded.gather(1, best)[take]
+    return rows.sort().values
+
+
+def keep_counts(counts: torch.Tensor, fraction: float) -> torch.Tensor:
+    """``ceil(fraction * n)`` per group of ``n`` rows, at least 1 (a group of one is kept)."""
+    eps = 1e-9  # 0.5 * 16 must give 8, not 9, despite rounding
+    return torch.ceil(counts.to(torch.float64) * fraction - eps).long().clamp(1, None).minimum(counts)
+
+
+def nan_scores(n: int, device: torch.device) -> torch.Tensor:
+    """``(n,)`` float32 NaN: the scores of a scheduler that does not score."""
+    return torch.full((n,), math.nan, dtype=torch.float32, device=device)

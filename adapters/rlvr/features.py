@@ -1,0 +1,358 @@
+"""The context of a rollout: :class:`RolloutFeaturizer`.
+
+Default features, the ten of CBS (Lu et al. 2026), in this order:
+
+- ``age``: rounds since the rollout was generated (0 for fresh rollouts);
+- ``uses``: times it was already selected for training;
+- ``entropy``: mean token entropy;
+- ``clip_ratio``: fraction of tokens clipped at its last optimisation (0 until a rollout has been trained on,
+  so it informs only the choice among buffered rollouts);
+- ``truncated``: 1 if cut off at the maximum length;
+- ``length``: completion length in tokens;
+- ``reward``: verifier reward;
+- ``advantage``: advantage;
+- ``group_mean_reward``: mean reward of its group (pass rate for 0/1 rewards);
+- ``group_reward_std``: reward standard deviation of its group (population; 0 for a group of one).
+
+``age`` and ``uses`` change while a rollout sits in the buffer (they are *dynamic*); the others are fixed when
+the rollout is generated (*static*), so the buffer stores them once. Features are normalised online,
+``z = clip((x - mean) / sqrt(var + 1e-8), -clip, clip)``, with a running mean and variance per feature (exact
+pooled statistics in float64, saved with the state): a static feature counts every rollout once, when it is
+fresh; ``age`` and ``uses`` count every candidate scored, as they change. A constant ``intercept`` column of
+ones is appended: it absorbs the average gain, so the feature weights only explain differences between
+selections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+
+from banditlib import _validation as V
+from banditlib.errors import InvalidInputError
+
+from .batch import GroupLayout, RolloutBatch
+
+__all__ = ["DEFAULT_FEATURES", "RolloutFeaturizer"]
+
+DEFAULT_FEATURES = (
+    "age",
+    "uses",
+    "entropy",
+    "clip_ratio",
+    "truncated",
+    "length",
+    "reward",
+    "advantage",
+    "group_mean_reward",
+    "group_reward_std",
+)
+DYNAMIC = ("age", "uses")
+_EPS = 1e-8
+
+
+def _group_stats(batch: RolloutBatch, layout: GroupLayout | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row mean and population std of the rewards of its group: each ``(N,)`` float32."""
+    layout = layout if layout is not None else GroupLayout.of(batch.group)
+    G = layout.counts.shape[0]
+    r = batch.reward.to(torch.float64)
+    mean = torch.zeros(G, dtype=torch.float64, device=r.device).index_add_(0, layout.inverse, r) / layout.counts
+    dev = r - mean[layout.inverse]
+    var = torch.zeros(G, dtype=torch.float64, device=r.device).index_add_(0, layout.inverse, dev * dev) / layout.counts
+    return mean[layout.inverse].float(), var.sqrt()[layout.inverse].float()
+
+
+_BUILTIN: dict[str, Callable[[RolloutBatch], torch.Tensor]] = {
+    "entropy": lambda b: b.entropy,
+    "clip_ratio": lambda b: b.clip_ratio,
+    "truncated": lambda b: b.truncated.float(),
+    "length": lambda b: b.length,
+    "reward": lambda b: b.reward,
+    "advantage": lambda b: b.advantage,
+}
+
+
+class RolloutFeaturizer:
+    """Raw features of rollouts and their online normalisation.
+
+    Args:
+        features: names of the built-in features to use, in order (default: :data:`DEFAULT_FEATURES`).
+        add: extra *static* features, name -> function of a :class:`RolloutBatch` returning ``(N,)`` values;
+            appended after ``features``.
+        drop: names to remove from ``features`` (handy with the default list).
+        normalize: whether to standardise with the running statistics (``False``: raw values).
+        intercept: whether to append a constant column of ones (not normalised).
+        clip: bound on the absolute value of a normalised feature (``> 0``).
+
+    Attributes:
+        names: ``(d,)`` names of the context columns, ``intercept`` last when present.
+        dim: ``d``.
+
+    Example:
+        >>> import torch
+        >>> f = RolloutFeaturizer(drop=["length"])
+        >>> f.dim, f.names[-2:]
+        (10, ('group_reward_std', 'intercept'))
+        >>> b = RolloutBatch.from_groups([{"reward": [1.0, 0.0], "entropy": [0.2, 0.4], "length": [5, 7]}])
+        >>> raw = f.raw(b)
+        >>> raw[:, f.names.index("group_mean_reward")].tolist()
+        [0.5, 0.5]
+        >>> f.update(raw); [round(v, 3) for v in f.transform(raw)[:, f.names.index("entropy")].tolist()]
+        [-1.0, 1.0]
+
+    References:
+        Lu et al. Contextual Rollout Bandits for Reinforcement Learning with Verifiable Rewards, arXiv
+        2602.08499, 2026 (the ten features).
+    """
+
+    def __init__(
+        self,
+        features: Sequence[str] | None = None,
+        *,
+        add: Mapping[str, Callable[[RolloutBatch], torch.Tensor]] | None = None,
+        drop: Sequence[str] = (),
+        normalize: bool = True,
+        intercept: bool = True,
+        clip: float = 5.0,
+    ) -> None:
+        where = "RolloutFeaturizer()"
+        names = list(DEFAULT_FEATURES if features is None else features)
+        known = set(DEFAULT_FEATURES)
+        for name in [*names, *drop]:
+            if name not in known:
+                raise InvalidInputError(
+                    f"{where}: unknown feature {name!r}; built-in features are {list(DEFAULT_FEATURES)} (use `add=` "
+                    f"for your own)."
+                )
+        if len(set(names)) != len(names):
+            raise InvalidInputError(f"{where}: `features` must not repeat a name; got {names}.")
+        names = [n for n in names if n not in set(drop)]
+        extra = dict(add or {})
+        for name, fn in extra.items():
+            if name in known or name == "intercept" or not callable(fn):
+                raise InvalidInputError(
+                    f"{where}: `add` must map new names (not built-in ones or 'intercept') to functions; got {name!r}."
+                )
+        self.feature_names: tuple[str, ...] = (*names, *extra)
+        if not self.feature_names:
+            raise InvalidInputError(f"{where}: at least one feature is needed; all were dropped.")
+        self.extra = extra
+        self.normalize = bool(normalize)
+        self.intercept = bool(intercept)
+        self.clip = V.check_float(clip, where, "clip", low=0.0, low_open=True)
+        self.names: tuple[str, ...] = (*self.feature_names, "intercept") if self.intercept else self.feature_names
+        self.dim = len(self.names)
+        self.static_names: tuple[str, ...] = tuple(n for n in self.feature_names if n not in DYNAMIC)
+        F = len(self.feature_names)
+        self._age_col = self.feature_names.index("age") if "age" in self.feature_names else -1
+        self._uses_col = self.feature_names.index("uses") if "uses" in self.feature_names else -1
+        self._static_cols = torch.tensor([i for i, n in enumerate(self.feature_names) if n not in DYNAMIC])
+        self.count_ = torch.zeros(F, dtype=torch.float64)
+        self.mean_ = torch.zeros(F, dtype=torch.float64)
+        self.m2_ = torch.zeros(F, dtype=torch.float64)
+
+    @property
+    def config(self) -> dict[str, object]:
+        """Constructor arguments (built-in part), JSON-serialisable; ``extra`` names custom features."""
+        return {
+            "features": [n for n in self.feature_names if n not in self.extra],
+            "extra": list(self.extra),
+            "normalize": self.normalize,
+            "intercept": self.intercept,
+            "clip": self.clip,
+        }
+
+    # ------------------------------------------------------------------------------------------ raw features
+
+    def static(self, batch: RolloutBatch, layout: GroupLayout | None = None) -> torch.Tensor:
+        """The static raw features of a batch: ``(N, S)`` float32, columns in :attr:`static_names` order
+        (``layout``: the batch's group layout, if already computed).
+
+        Raises:
+            InvalidInputError: a custom feature returned the wrong shape or non-finite values.
+        """
+        cols = []
+        stats: tuple[torch.Tensor, torch.Tensor] | None = None
+        for name in self.static_names:
+            if name in ("group_mean_reward", "group_reward_std"):
+                if stats is None:
+                    stats = _group_stats(batch, layout)
+                cols.append(stats[0] if name == "group_mean_reward" else stats[1])
+            elif name in _BUILTIN:
+                cols.append(_BUILTIN[name](batch))
+            else:
+                where = f"RolloutFeaturizer: custom feature {name!r}"
+                v = V.as_real_tensor(
+                    self.extra[name](batch), where, name, dtype=torch.float32, device=batch.group.device
+                )
+                if v.shape != (len(batch),):
+                    raise InvalidInputError(f"{where} must return shape ({len(batch)},); got {V.fmt_shape(v.shape)}.")
+                cols.append(v)
+        if not cols:
+            return torch.zeros(len(batch), 0, device=batch.group.device)
+        return torch.stack(cols, dim=1)
+
+    def assemble(self, static: torch.Tensor, age: torch.Tensor, uses: torch.Tensor) -> torch.Tensor:
+        """Raw feature vectors from static features ``(M, S)`` and dynamic ``age``, ``uses`` ``(M,)``: ``(M, F)``."""
+        M = static.shape[0]
+        out = torch.empty(M, len(self.feature_names), dtype=torch.float32, device=static.device)
+        if self._static_cols.numel():
+            out[:, self._static_cols.to(static.device)] = static
+        if self._age_col >= 0:
+            out[:, self._age_col] = age
+        if self._uses_col >= 0:
+            out[:, self._uses_col] = uses
+        return out
+
+    def raw(
+        self, batch: RolloutBatch, age: torch.Tensor | None = None, uses: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Raw feature vectors of a batch ``(N, F)``; ``age`` and ``uses`` default to zeros (fresh rollouts)."""
+        zeros = torch.zeros(len(batch), device=batch.group.device)
+        return self.assemble(self.static(batch), zeros if age is None else age, zeros if uses is None else uses)
+
+    # ------------------------------------------------------------------------------------------ normalisation
+
+    def merged(
+        self, raw: torch.Tensor | None = None, *, columns: Sequence[int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The running statistics after also seeing ``raw`` ``(M, C)``, the values of feature ``columns``
+        (default: all ``F``), by Chan et al.'s pooled update per column; no change to ``self`` (commit with
+        :meth:`set_stats`). Each column keeps its own count."""
+        count, mean, m2 = self.count_.clone(), self.mean_.clone(), self.m2_.clone()
+        if raw is None or raw.shape[0] == 0 or raw.shape[1] == 0:
+            return count, mean, m2
+        cols = torch.arange(raw.shape[1]) if columns is None else torch.as_tensor(columns, dtype=torch.long)
+        x = raw.to(torch.float64)
+        m = float(x.shape[0])
+        ones = torch.ones(1, x.shape[0], dtype=torch.float64, device=x.device)
+        # Column sums by a matrix product: a reduction over dim 0 of a narrow row-major tensor is slow on CPU.
+        mean_b = (ones @ x)[0].cpu() / m
+        m2_b = ((ones @ (x * x))[0].cpu() - m * mean_b * mean_b).clamp_min(0.0)
+        n = count[cols]
+        total = n + m
+        delta = mean_b - mean[cols]
+        mean[cols] = mean[cols] + delta * (m / total)
+        m2[cols] = m2[cols] + m2_b + delta**2 * (n * m / total)
+        count[cols] = total
+        return count, mean, m2
+
+    def merged_parts(
+        self, static: torch.Tensor, age: torch.Tensor, uses: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`merged` for static features ``(n, S)`` of the fresh rows and the dynamic features of all
+        ``M`` candidates ``(M,)`` each: each rollout's static features are counted once, when it is fresh."""
+        count, mean, m2 = self.merged(static, columns=self._static_cols.tolist())
+        for col, values in ((self._age_col, age), (self._uses_col, uses)):
+            if col < 0 or values.numel() == 0:
+                continue
+            v = values.to(torch.float64)
+            m = float(v.shape[0])
+            mean_b = float(v.sum()) / m
+            m2_b = max(float(v.dot(v)) - m * mean_b * mean_b, 0.0)
+            n = float(count[col])
+            delta = mean_b - float(mean[col])
+            mean[col] += delta * m / (n + m)
+            m2[col] += m2_b + delta * delta * n * m / (n + m)
+            count[col] = n + m
+        return count, mean, m2
+
+    def set_stats(self, stats: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+        """Commit statistics computed by :meth:`merged`."""
+        self.count_, self.mean_, self.m2_ = stats
+
+    def update(self, raw: torch.Tensor) -> None:
+        """Fold raw feature vectors ``(M, F)`` into the running mean and variance."""
+        self.set_stats(self.merged(raw))
+
+    def _affine(
+        self, stats: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        count, mean, m2 = stats if stats is not None else (self.count_, self.mean_, self.m2_)
+        if not self.normalize:
+            return None
+        var = m2 / count.clamp_min(1.0)
+        scale = torch.where(count > 0, 1.0 / (var + _EPS).sqrt(), 1.0)
+        shift = torch.where(count > 0, mean, 0.0)
+        return shift.to(device, torch.float32), scale.to(device, torch.float32)
+
+    def transform(
+        self, raw: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Normalised contexts ``(M, d)`` float32 from raw features ``(M, F)`` (with the given or current stats)."""
+        x = raw.to(torch.float32)
+        aff = self._affine(stats, raw.device)
+        if aff is not None:
+            x = ((x - aff[0]) * aff[1]).clamp_(-self.clip, self.clip)
+        if self.intercept:
+            x = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
+        return x
+
+    def contexts(
+        self,
+        parts: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+        stats: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Normalised contexts ``(M, d)`` written straight into one tensor from several blocks of rows, each
+        ``(static (m, S), age (m,), uses (m,))``: equal to ``transform(cat(assemble(*part)))``, without the
+        intermediate copies."""
+        device = parts[0][0].device
+        M = sum(p[0].shape[0] for p in parts)
+        out = torch.empty(M, self.dim, dtype=torch.float32, device=device)
+        aff = self._affine(stats, device)
+        sc = self._static_cols.tolist()
+        lo = sc[0] if sc else 0
+        block: slice | torch.Tensor = (
+            slice(lo, lo + len(sc)) if sc == list(range(lo, lo + len(sc))) else self._static_cols.to(device)
+        )
+        scale = bias = None
+        if aff is not None:  # z = x * scale + bias, one fused pass per block of contiguous values
+            scale, bias = aff[1], -aff[0] * aff[1]
+
+        def norm(values: torch.Tensor, cols: slice | torch.Tensor | int) -> torch.Tensor:
+            if scale is None or bias is None:
+                return values
+            return torch.addcmul(bias[cols], values, scale[cols]).clamp_(-self.clip, self.clip)
+
+        start = 0
+        for static, age, uses in parts:
+            rows = slice(start, start + static.shape[0])
+            if sc:
+                out[rows, block] = norm(static, block)
+            if self._age_col >= 0:
+                out[rows, self._age_col] = norm(age, self._age_col)
+            if self._uses_col >= 0:
+                out[rows, self._uses_col] = norm(uses, self._uses_col)
+            start = rows.stop
+        if self.intercept:
+            out[:, len(self.feature_names)] = 1.0
+        return out
+
+    # ------------------------------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Running statistics per feature: ``count``, ``mean`` and ``m2`` ``(F,)`` float64 (copies)."""
+        return {"count": self.count_.clone(), "mean": self.mean_.clone(), "m2": self.m2_.clone()}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Load statistics saved by :meth:`state_dict`; on error nothing changes.
+
+        Raises:
+            InvalidInputError: missing entries, wrong shapes, negative or non-finite values.
+        """
+        where = "RolloutFeaturizer.load_state_dict()"
+        F = len(self.feature_names)
+        try:
+            count = torch.as_tensor(state["count"], dtype=torch.float64).clone()
+            mean = torch.as_tensor(state["mean"], dtype=torch.float64).clone()
+            m2 = torch.as_tensor(state["m2"], dtype=torch.float64).clone()
+        except (KeyError, RuntimeError, TypeError) as exc:
+            raise InvalidInputError(f"{where}: the state needs `count`, `mean` and `m2`: {exc}") from None
+        if count.shape != (F,) or mean.shape != (F,) or m2.shape != (F,):
+            raise InvalidInputError(f"{where}: `count`, `mean` and `m2` must have shape ({F},) for {F} features.")
+        if not (V.all_finite(count) and bool((count >= 0).all()) and V.all_finite(mean) and V.all_finite(m2)):
+            raise InvalidInputError(f"{where}: the statistics must be finite with a non-negative count.")
+        if bool((m2 < 0).any()):
+            raise InvalidInputError(f"{where}: `m2` must be non-negative.")
+        self.count_, self.mean_, self.m2_ = count, mean, m2

@@ -1,0 +1,291 @@
+"""The training loop of the simulator: the interface's loop, exactly, around a real GRPO learner.
+
+``b = gen(0); for t: s = sch.schedule(b); train(b.select(s.fresh) + s.replay); b = gen(t + 1); sch.observe(b)``.
+
+Every round generates ``B G`` rollouts; training is one clipped-PPO step on the rows the scheduler chose (fresh
+rows are on-policy, replayed rows are trained against their stored behaviour log-probs). Held-out quality is
+the exact expected accuracy of a sampled answer (see :func:`~.world.expected_accuracy`), measured after
+every step, plus greedy accuracy at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from banditlib.errors import InvalidInputError
+
+from .. import RolloutBatch, Schedule
+from .train import AdamState, adam_init, grpo_advantages, ppo_step, warm_start
+from .world import Generation, Params, SimConfig, World, expected_accuracy, generate, greedy_accuracy, init_params
+from .world import token_logprobs as _token_logprobs
+
+__all__ = ["RunResult", "SchedulerLike", "Simulator", "run", "single_thread"]
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread, then restore the previous setting.
+
+    The simulator's ops are tiny and latency-bound: more threads only add synchronisation (on a busy
+    machine a descheduled worker stalls every op, making a run ten times slower).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class SchedulerLike(Protocol):
+    """What the loop needs of a scheduler (every scheduler of ``banditlib.adapters.rlvr`` has it)."""
+
+    name: str
+
+    def schedule(self, batch: RolloutBatch) -> Schedule: ...
+
+    def observe(self, batch: RolloutBatch) -> float | None: ...
+
+
+class Simulator:
+    """One seeded RLVR run's world, policy, optimiser and generator; builds batches and trains on them.
+
+    Args:
+        config: the world's sizes and knobs.
+        seed: seeds the policy's initialisation, its warm start and every sample (one ``torch.Generator``).
+    """
+
+    def __init__(self, config: SimConfig | None = None, seed: int = 0) -> None:
+        self.config = config or SimConfig()
+        self.world = World(self.config)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.params: Params = init_params(self.config, self.generator)
+        self.opt: AdamState = adam_init(self.params)
+        warm_start(self.params, self.opt, self.world, self.generator)
+        self.prev_params: Params | None = None
+        self.round = 0
+
+    def generate(self) -> tuple[RolloutBatch, Generation]:
+        """Round ``self.round``'s ``B G`` rollouts as a :class:`RolloutBatch` (and the raw generation).
+
+        ``clip_ratio`` of a fresh rollout is the fraction of its tokens whose probability ratio between the
+        current policy and the policy before the last optimisation step lies outside ``[1 - eps, 1 + eps]``:
+        how much the last step moved this rollout (0 in round 0). ``payload`` carries ``prompt`` ``(N,)``,
+        ``tokens`` ``(N, L)``, ``mask`` ``(N, L)``, and, for diagnostics only, ``correct`` and ``lucky``.
+        """
+        cfg = self.config
+        B, G = cfg.prompts_per_round, cfg.group_size
+        prompts = self.world.sample_prompts(B, self.generator).repeat_interleave(G)
+        gen = generate(self.params, self.world, prompts, self.generator)
+        group = torch.arange(B).repeat_interleave(G)
+        clip = torch.zeros(B * G)
+        if self.prev_params is not None:
+            with torch.no_grad():
+                old, _ = _token_logprobs(self.prev_params, self.world, prompts, gen.tokens, cfg.temperature)
+            out = ((gen.logprobs - old).exp() - 1).abs() > cfg.clip_eps
+            clip = (out & gen.mask).sum(1).float() / gen.length
+        batch = RolloutBatch.from_tensors(
+            group=group, reward=gen.reward, advantage=grpo_advantages(gen.reward, group), entropy=gen.entropy,
+            clip_ratio=clip, length=gen.length, truncated=gen.truncated, round=self.round, logprobs=gen.logprobs,
+            payload={"prompt": prompts, "tokens": gen.tokens, "mask": gen.mask, "correct": gen.correct,
+                     "lucky": gen.lucky},
+        )  # fmt: skip
+        return batch, gen
+
+    def train(self, rows: RolloutBatch, weight: torch.Tensor) -> Any:
+        """One PPO step on ``rows`` with loss weights ``weight`` ``(n,)``; advances the round."""
+        self.prev_params = {k: p.clone() for k, p in self.params.items()}
+        stats = ppo_step(self.params, self.opt, self.world, training_rows(rows), weight)
+        self.round += 1
+        return stats
+
+    def heldout_accuracy(self) -> float:
+        """Mean expected accuracy over held-out prompts, each prompt length weighted equally."""
+        return length_balanced(
+            self.world, self.world.heldout_ids, expected_accuracy(self.params, self.world, self.world.heldout_ids)
+        )
+
+    def greedy_heldout_accuracy(self) -> float:
+        """Greedy accuracy over held-out prompts, each prompt length weighted equally."""
+        ok = greedy_accuracy(self.params, self.world, self.world.heldout_ids).float()
+        return length_balanced(self.world, self.world.heldout_ids, ok)
+
+
+def length_balanced(world: World, ids: torch.Tensor, values: torch.Tensor) -> float:
+    """Mean of ``values`` ``(P,)`` over prompts ``ids`` with every prompt length weighted equally."""
+    lens = world.prompt_len[ids]
+    return float(torch.stack([values[lens == k].mean() for k in torch.unique(lens)]).mean())
+
+
+def training_rows(rows: RolloutBatch) -> dict[str, torch.Tensor]:
+    """The tensors :func:`~.train.ppo_step` reads, from a batch built by :class:`Simulator`."""
+    if rows.logprobs is None:
+        raise InvalidInputError("training_rows(): `rows.logprobs` is None; replayed rows need behaviour log-probs.")
+    p = rows.payload
+    return {"prompt": p["prompt"], "tokens": p["tokens"], "mask": p["mask"], "logprobs": rows.logprobs,
+            "advantage": rows.advantage}  # fmt: skip
+
+
+def check_schedule(s: Schedule, batch: RolloutBatch, name: str) -> None:
+    """Raise :class:`InvalidInputError` when a scheduler's decision breaks the interface's shape contract."""
+    N, where = len(batch), f"run(): scheduler {name!r} returned"
+    f = s.fresh
+    if f.dtype != torch.int64 or f.dim() != 1:
+        raise InvalidInputError(f"{where} `fresh` of dtype {f.dtype} and shape {tuple(f.shape)}; want (n,) int64.")
+    if f.numel() and (int(f.min()) < 0 or int(f.max()) >= N):
+        raise InvalidInputError(f"{where} `fresh` indices outside [0, {N}).")
+    if torch.unique(f).numel() != f.numel():
+        raise InvalidInputError(f"{where} repeated `fresh` indices.")
+    if tuple(s.fresh_weight.shape) != tuple(f.shape):
+        raise InvalidInputError(
+            f"{where} `fresh_weight` of shape {tuple(s.fresh_weight.shape)}; want {tuple(f.shape)}."
+        )
+    n_rep = len(s.replay)
+    if tuple(s.replay_weight.shape) != (n_rep,):
+        raise InvalidInputError(f"{where} `replay_weight` of shape {tuple(s.replay_weight.shape)}; want ({n_rep},).")
+    if tuple(s.scores.shape) != (N,):
+        raise InvalidInputError(f"{where} `scores` of shape {tuple(s.scores.shape)}; want ({N},).")
+    if n_rep:
+        r = s.replay
+        if r.logprobs is None or tuple(r.logprobs.shape) != (n_rep, batch.payload["tokens"].shape[1]):
+            raise InvalidInputError(f"{where} `replay` rows without (n, L) behaviour `logprobs`.")
+        for key, value in batch.payload.items():
+            if key not in r.payload or tuple(r.payload[key].shape) != (n_rep, *value.shape[1:]):
+                raise InvalidInputError(f"{where} `replay.payload[{key!r}]` missing or of the wrong shape.")
+        if int(r.round.max()) >= int(batch.round[0]):
+            raise InvalidInputError(f"{where} replayed rows from the current round or later.")
+
+
+@dataclass
+class RunResult:
+    """Curves and per-round records of one run (lists, JSON-ready).
+
+    ``accuracy[t]`` is the held-out expected accuracy after ``t`` steps (``t = 0..steps``), with
+    ``rollouts[t] = t B G`` rollouts generated and ``backward[t]`` rows trained so far (one forward and
+    backward pass each). ``rounds`` holds one dict per step.
+    """
+
+    name: str
+    seed: int
+    accuracy: list[float] = field(default_factory=list)
+    rollouts: list[int] = field(default_factory=list)
+    backward: list[int] = field(default_factory=list)
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    greedy_final: float = float("nan")
+    schedule_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Everything, as plain Python values."""
+        return dict(self.__dict__)
+
+
+Hook = Callable[[Simulator, RolloutBatch, Schedule, RolloutBatch, torch.Tensor], dict[str, Any]]
+
+
+def run(
+    scheduler: SchedulerLike,
+    seed: int,
+    steps: int,
+    config: SimConfig | None = None,
+    *,
+    hook: Hook | None = None,
+) -> RunResult:
+    """Train the simulator's policy for ``steps`` rounds under ``scheduler`` and record its curves.
+
+    Args:
+        scheduler: any scheduler of ``banditlib.adapters.rlvr`` (the loop runs on one torch thread).
+        seed: the simulator's seed (same seed, same world, initial policy and first batch for every scheduler).
+        steps: rounds, one optimisation step each.
+        config: the world (defaults to :class:`SimConfig()`).
+        hook: called each round before training with ``(sim, batch, schedule, rows, weight)``; its dict is
+            merged into that round's record (the benchmark's oracle uses it).
+
+    Returns:
+        :class:`RunResult`.
+
+    Raises:
+        InvalidInputError: when ``steps < 1`` or the scheduler's decision breaks the interface's contract.
+
+    Example:
+        >>> class KeepAll:
+        ...     name = "keep-all"
+        ...     def schedule(self, b):
+        ...         n = len(b)
+        ...         return Schedule(torch.arange(n), torch.ones(n), b.select(torch.arange(0)), torch.ones(0),
+        ...                         torch.full((n,), float("nan")), float("nan"))
+        ...     def observe(self, b):
+        ...         return None
+        >>> r = run(KeepAll(), seed=0, steps=2, config=SimConfig(prompts_per_round=4, group_size=4))
+        >>> len(r.accuracy), r.rollouts, r.backward
+        (3, [0, 16, 32], [0, 16, 32])
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise InvalidInputError(f"run(): `steps` must be an int >= 1; got {steps!r}.")
+    with single_thread():
+        return _run(scheduler, seed, steps, config, hook)
+
+
+def _run(scheduler: SchedulerLike, seed: int, steps: int, config: SimConfig | None, hook: Hook | None) -> RunResult:
+    start = time.perf_counter()
+    sim = Simulator(config, seed)
+    B, G = sim.config.prompts_per_round, sim.config.group_size
+    res = RunResult(scheduler.name, seed, [sim.heldout_accuracy()], [0], [0])
+    batch, _ = sim.generate()
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        s = scheduler.schedule(batch)
+        res.schedule_seconds += time.perf_counter() - t0
+        check_schedule(s, batch, scheduler.name)
+        kept = batch.select(s.fresh)
+        rows = RolloutBatch.cat([kept, s.replay]) if len(s.replay) else kept
+        weight = torch.cat([s.fresh_weight, s.replay_weight]).float()
+        record = _round_record(batch, s, kept)
+        if hook is not None:
+            record.update(hook(sim, batch, s, rows, weight))
+        stats = sim.train(rows, weight)
+        if len(s.replay):
+            record["replay_clip_ratio"] = float(stats.clip_ratio[len(kept) :].mean())
+            record["replay_ratio_dev"] = float(stats.ratio_dev[len(kept) :].mean())
+        batch, _ = sim.generate()
+        t0 = time.perf_counter()
+        gain = scheduler.observe(batch)
+        res.schedule_seconds += time.perf_counter() - t0
+        record["observed_gain"] = None if gain is None else float(gain)
+        res.accuracy.append(sim.heldout_accuracy())
+        res.rollouts.append(sim.round * B * G)
+        res.backward.append(res.backward[-1] + stats.rows)
+        res.rounds.append(record)
+    res.greedy_final = sim.greedy_heldout_accuracy()
+    res.wall_seconds = time.perf_counter() - start
+    return res
+
+
+def _round_record(batch: RolloutBatch, s: Schedule, kept: RolloutBatch) -> dict[str, Any]:
+    """Per-round diagnostics: sizes, staleness, and how many misleading (lucky) positives were kept."""
+    # Misleading signal: verifier-accepted wrong answers among the rows pushed up (advantage > 0).
+    lucky, pos = batch.payload["lucky"], batch.advantage > 0
+    kept_pos = kept.advantage > 0
+    rep = s.replay
+    return {
+        "train_reward": float(batch.reward.mean()), "train_correct": float(batch.payload["correct"].float().mean()),
+        "entropy": float(batch.entropy.mean()), "n_fresh": int(s.fresh.numel()), "n_replay": len(rep),
+        "replay_age": float((batch.round[0] - rep.round).float().mean()) if len(rep) else None,
+        "lucky_share_all": float((lucky & pos).sum() / pos.sum().clamp(min=1)),
+        "lucky_share_kept": float((kept.payload["lucky"] & kept_pos).sum() / kept_pos.sum().clamp(min=1)),
+        "zero_var_groups_share": _zero_var_share(batch),
+    }  # fmt: skip
+
+
+def _zero_var_share(batch: RolloutBatch) -> float:
+    _, inv = torch.unique(batch.group, return_inverse=True)
+    n = int(inv.max()) + 1
+    lo = torch.full((n,), float("inf")).scatter_reduce(0, inv, batch.reward, "amin")
+    hi = torch.full((n,), -float("inf")).scatter_reduce(0, inv, batch.reward, "amax")
+    return float((lo == hi).float().mean())

@@ -1,0 +1,154 @@
+"""GRPO with PPO clipping for the simulator's policy: advantages, the clipped loss, one optimisation step.
+
+``A_i = (r_i - mean_g r) / (std_g r + eps)`` within each prompt's group (sample std, as TRL); the loss of a
+row is the token mean of ``-min(rho A, clip(rho, 1 - eps, 1 + eps) A)`` with ``rho = exp(log pi_theta -
+log pi_behaviour)`` against the row's stored behaviour log-probs, so a replayed row trains off-policy and its
+ratio is clipped; the step minimises ``sum_i w_i loss_i / n`` over the ``n`` rows trained (weights from the
+scheduler), with gradient-norm clipping and Adam.
+
+References:
+    Shao et al., "DeepSeekMath" (2024), GRPO; Schulman et al., "Proximal Policy Optimization Algorithms" (2017).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .world import Params, SimConfig, World, token_logprobs
+
+__all__ = ["AdamState", "StepStats", "adam_init", "clone_state", "grpo_advantages", "ppo_step", "warm_start"]
+
+BETAS, ADAM_EPS, ADV_EPS = (0.9, 0.999), 1e-8, 1e-4
+
+
+@dataclass
+class AdamState:
+    """Adam moments and step count (plain tensors, so a counterfactual step is one :func:`clone_state` away)."""
+
+    m: Params
+    v: Params
+    t: int = 0
+
+
+def adam_init(params: Params) -> AdamState:
+    """Zero moments for ``params``."""
+    return AdamState(
+        {k: torch.zeros_like(p) for k, p in params.items()}, {k: torch.zeros_like(p) for k, p in params.items()}
+    )
+
+
+def clone_state(params: Params, opt: AdamState) -> tuple[Params, AdamState]:
+    """Deep copies of parameters and optimiser state."""
+    clone = {k: p.clone() for k, p in params.items()}
+    return clone, AdamState({k: m.clone() for k, m in opt.m.items()}, {k: v.clone() for k, v in opt.v.items()}, opt.t)
+
+
+def _adam_update(params: Params, grads: dict[str, torch.Tensor], opt: AdamState, lr: float, max_norm: float) -> None:
+    norm = torch.sqrt(sum((g * g).sum() for g in grads.values()))  # type: ignore[arg-type]
+    scale = min(1.0, max_norm / (float(norm) + 1e-12))
+    opt.t += 1
+    b1, b2 = BETAS
+    for k, p in params.items():
+        g = grads[k] * scale
+        opt.m[k].mul_(b1).add_(g, alpha=1 - b1)
+        opt.v[k].mul_(b2).addcmul_(g, g, value=1 - b2)
+        m_hat = opt.m[k] / (1 - b1**opt.t)
+        v_hat = opt.v[k] / (1 - b2**opt.t)
+        p.sub_(lr * m_hat / (v_hat.sqrt() + ADAM_EPS))
+
+
+def grpo_advantages(reward: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` group-normalised advantages ``(r - mean_g) / (std_g + 1e-4)`` of rewards ``(N,)``.
+
+    Example:
+        >>> grpo_advantages(torch.tensor([1.0, 0.0, 1.0, 1.0]), torch.tensor([0, 0, 1, 1])).round(decimals=3)
+        tensor([ 0.7070, -0.7070,  0.0000,  0.0000])
+    """
+    _, inv, counts = torch.unique(group, return_inverse=True, return_counts=True)
+    n = counts.to(reward.dtype)
+    mean = torch.zeros_like(n).index_add_(0, inv, reward) / n
+    sq = torch.zeros_like(n).index_add_(0, inv, (reward - mean[inv]) ** 2)
+    std = torch.sqrt(sq / (n - 1).clamp(min=1))
+    return (reward - mean[inv]) / (std[inv] + ADV_EPS)
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """What one optimisation step measured.
+
+    Attributes:
+        rows: rows trained (one forward and backward pass each). loss: the weighted loss.
+        clip_ratio: ``(rows,)`` fraction of each row's tokens whose ratio was clipped where clipping binds
+        (TRL's definition: ``rho > 1 + eps`` with ``A > 0`` or ``rho < 1 - eps`` with ``A < 0``).
+        ratio_dev: ``(rows,)`` mean ``|rho - 1|`` over each row's tokens.
+    """
+
+    rows: int
+    loss: float
+    clip_ratio: torch.Tensor
+    ratio_dev: torch.Tensor
+
+
+def ppo_step(
+    params: Params,
+    opt: AdamState,
+    world: World,
+    rows: dict[str, torch.Tensor],
+    weight: torch.Tensor,
+) -> StepStats:
+    """One clipped-PPO optimisation step on ``rows`` (in place on ``params`` and ``opt``).
+
+    Args:
+        params: policy parameters, updated in place.
+        opt: Adam state, updated in place.
+        world: the task.
+        rows: ``prompt`` ``(n,)``, ``tokens`` ``(n, L)``, ``mask`` ``(n, L)`` bool, ``logprobs`` ``(n, L)``
+            behaviour log-probs, ``advantage`` ``(n,)``.
+        weight: ``(n,)`` float32 loss weight of each row.
+
+    Returns:
+        :class:`StepStats`; with ``n = 0`` nothing is updated.
+    """
+    cfg: SimConfig = world.config
+    n = int(weight.shape[0])
+    if n == 0:
+        return StepStats(0, 0.0, torch.zeros(0), torch.zeros(0))
+    leaves = {k: p.detach().requires_grad_(True) for k, p in params.items()}
+    logp, _ = token_logprobs(leaves, world, rows["prompt"], rows["tokens"], cfg.temperature)
+    mask = rows["mask"].float()
+    adv = rows["advantage"].unsqueeze(1)
+    ratio = torch.exp(logp - rows["logprobs"])
+    loss_tok = -torch.minimum(ratio * adv, torch.clamp(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv)
+    per_row = (loss_tok * mask).sum(1) / mask.sum(1)
+    loss = (weight * per_row).sum() / n
+    grads = torch.autograd.grad(loss, list(leaves.values()))
+    with torch.no_grad():
+        _adam_update(params, dict(zip(leaves, grads, strict=True)), opt, cfg.lr, cfg.max_grad_norm)
+        r = ratio.detach()
+        clipped = ((r > 1 + cfg.clip_eps) & (adv > 0)) | ((r < 1 - cfg.clip_eps) & (adv < 0))
+        clip_ratio = (clipped.float() * mask).sum(1) / mask.sum(1)
+        ratio_dev = ((r - 1).abs() * mask).sum(1) / mask.sum(1)
+    return StepStats(n, float(loss.detach()), clip_ratio, ratio_dev)
+
+
+def warm_start(params: Params, opt: AdamState, world: World, generator: torch.Generator) -> None:
+    """The "base model": full-batch supervised steps on the answers of a few random training prompts.
+
+    It gives the policy a spread of pass rates (near-solved short prompts, rarely solved long ones), as a
+    pretrained model brings to RLVR. The optimiser state is reset afterwards.
+    """
+    cfg = world.config
+    ids = world.sample_prompts(cfg.warm_start_prompts, generator)
+    answer = world.answer[ids]
+    upto = (torch.arange(answer.shape[1]) <= world.prompt_len[ids].unsqueeze(1)).float()
+    for _ in range(cfg.warm_start_steps):
+        leaves = {k: p.detach().requires_grad_(True) for k, p in params.items()}
+        logp, _ = token_logprobs(leaves, world, ids, answer, cfg.temperature)
+        loss = -(logp * upto).sum() / upto.sum()
+        grads = torch.autograd.grad(loss, list(leaves.values()))
+        with torch.no_grad():
+            _adam_update(params, dict(zip(leaves, grads, strict=True)), opt, cfg.lr * 3, cfg.max_grad_norm)
+    fresh = adam_init(params)
+    opt.m, opt.v, opt.t = fresh.m, fresh.v, 0
