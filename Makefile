@@ -20,7 +20,7 @@ $(VENV)/.demo-installed: pyproject.toml | $(PY)
 
 $(VENV)/.test-installed: pyproject.toml | $(PY)
 	$(PIP) install --quiet $(TORCH)
-	$(PIP) install --quiet -e '.[envs,docs,dev,triton]'
+	$(PIP) install --quiet -e '.[envs,docs,dev,triton,trl]'
 	touch $@ $(VENV)/.demo-installed
 
 demo: $(VENV)/.demo-installed
@@ -29,7 +29,7 @@ demo: $(VENV)/.demo-installed
 test: $(VENV)/.test-installed lint typecheck unit docs
 
 lint: $(VENV)/.test-installed
-	$(VENV)/bin/ruff check banditlib adapters tests benchmarks
+	$(VENV)/bin/ruff check banditlib adapters tests benchmarks examples
 
 typecheck: $(VENV)/.test-installed
 	$(VENV)/bin/mypy banditlib adapters

@@ -1,0 +1,141 @@
+"""Rollout scheduling over verl's ``DataProto``: two thin functions around :mod:`banditlib.adapters.rlvr`.
+
+verl keeps a step's rollouts in a ``DataProto``: ``batch`` (a TensorDict of ``(B, ...)`` tensors:
+``responses``, ``response_mask``, ``old_log_probs``, ``advantages``, ``token_level_scores``, ...),
+``non_tensor_batch`` (numpy arrays, ``uid`` = the prompt's group id) and ``meta_info``. Call, after
+``compute_advantage`` and before the actor update::
+
+    batch = rollout_batch_from_dataproto(data, round=step)
+    if step > 0:
+        scheduler.observe(batch)
+    data = apply_schedule_to_dataproto(data, scheduler.schedule(batch))
+
+Selection either removes rows (``DataProto.select_idxs``) or, with ``use_weights=True``, keeps the batch shape
+and writes per-token ``rollout_is_weights`` (0 for unselected rows), which verl multiplies into the policy
+loss. Replayed rows are rebuilt from the payload (every tensor of ``data.batch``; verl pads prompts and
+responses to fixed widths, so rows of different steps line up) with their stored ``old_log_probs``.
+Nothing here imports verl: the functions use only the attributes and methods named above.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from banditlib.errors import InvalidInputError
+
+from .rlvr.batch import RolloutBatch
+
+__all__ = ["apply_schedule_to_dataproto", "rollout_batch_from_dataproto"]
+
+
+def _response_mask(batch: Any) -> torch.Tensor:
+    keys = set(batch.keys())
+    if "response_mask" in keys:
+        return batch["response_mask"]
+    width = batch["responses"].shape[1]
+    return batch["attention_mask"][:, -width:]
+
+
+def rollout_batch_from_dataproto(
+    data: Any, *, round: int, reward_key: str = "token_level_scores", entropy_key: str | None = None
+) -> RolloutBatch:
+    """The step's rollouts as a :class:`RolloutBatch` (CPU), every tensor of ``data.batch`` in the payload.
+
+    * group: ``non_tensor_batch["uid"]`` mapped to integers; reward: ``batch[reward_key]`` summed over tokens;
+    * advantage: masked mean of ``batch["advantages"]`` ``(B, T)`` (constant per row for GRPO);
+    * entropy: masked mean of ``batch[entropy_key]`` when given, else ``-mean(old_log_probs)``, the
+      sampled-token estimate of the mean entropy;
+    * length: response tokens; truncated: the response fills the last column (hit the maximum length).
+
+    Args:
+        data: a verl ``DataProto`` after advantages are computed.
+        round: the training step.
+        reward_key: per-token reward tensor of ``data.batch``.
+        entropy_key: optional per-token entropy tensor of ``data.batch``.
+
+    Returns:
+        The batch, with ``logprobs`` = ``old_log_probs``.
+
+    Raises:
+        InvalidInputError: a required field is missing.
+    """
+    b = data.batch
+    keys = set(b.keys())
+    need = {"responses", "old_log_probs", "advantages", reward_key}
+    if missing := sorted(need - keys):
+        raise InvalidInputError(f"rollout_batch_from_dataproto(): `data.batch` lacks {missing}.")
+    if "uid" not in data.non_tensor_batch:
+        raise InvalidInputError("rollout_batch_from_dataproto(): `data.non_tensor_batch` lacks 'uid' (group ids).")
+    mask = _response_mask(b).float().cpu()
+    count = mask.sum(1).clamp(min=1.0)
+    _, group = np.unique(np.asarray(data.non_tensor_batch["uid"]).astype(str), return_inverse=True)
+    logp = b["old_log_probs"].float().cpu()
+    if entropy_key is not None:
+        entropy = (b[entropy_key].float().cpu() * mask).sum(1) / count
+    else:
+        entropy = -(logp * mask).sum(1) / count
+    return RolloutBatch.from_tensors(
+        group=torch.as_tensor(group, dtype=torch.long).reshape(-1),
+        reward=(b[reward_key].float().cpu() * mask).sum(1),
+        advantage=(b["advantages"].float().cpu() * mask).sum(1) / count,
+        entropy=entropy,
+        length=mask.sum(1),
+        truncated=mask[:, -1] > 0,
+        round=round,
+        logprobs=logp,
+        payload={k: b[k].detach().cpu() for k in sorted(keys)},
+    )
+
+
+def apply_schedule_to_dataproto(data: Any, schedule: Any, *, use_weights: bool = False) -> Any:
+    """The ``DataProto`` the actor should train on under ``schedule``.
+
+    Args:
+        data: the step's ``DataProto`` (the one :func:`rollout_batch_from_dataproto` read).
+        schedule: the scheduler's decision for it.
+        use_weights: keep every row and write ``rollout_is_weights`` ``(B, T)`` = the row's weight (0 when
+            unselected) times any existing weights, instead of removing rows. Replay needs row removal mode.
+
+    Returns:
+        With ``use_weights``: ``data`` itself, updated. Otherwise a new ``DataProto``: the selected rows
+        (``select_idxs``; advantages scaled by their weights) followed by the replayed rows rebuilt with
+        ``from_dict`` (their ``uid`` is ``"replay-<round>-<group>"``; other non-tensor fields are None).
+
+    Raises:
+        InvalidInputError: replay requested with ``use_weights=True``, or negative weights.
+    """
+    fresh, fw = schedule.fresh.long().cpu(), schedule.fresh_weight.float().cpu()
+    replay: RolloutBatch = schedule.replay
+    rw = schedule.replay_weight.float().cpu()
+    if bool((fw < 0).any()) or bool((rw < 0).any()):
+        raise InvalidInputError("apply_schedule_to_dataproto(): the schedule has negative weights.")
+    b = data.batch
+    n = b["responses"].shape[0]
+    if use_weights:
+        if len(replay):
+            raise InvalidInputError("apply_schedule_to_dataproto(): replay needs `use_weights=False` (rows are added).")
+        mask = _response_mask(b)
+        w = torch.zeros(n)
+        w[fresh] = fw
+        weights = w.to(mask.device)[:, None] * mask.float()
+        if "rollout_is_weights" in set(b.keys()):
+            weights = weights * b["rollout_is_weights"]
+        b["rollout_is_weights"] = weights
+        return data
+    out = data.select_idxs(fresh)
+    out.batch["advantages"] = out.batch["advantages"] * fw.to(out.batch["advantages"].device)[:, None]
+    if not len(replay):
+        return out
+    device = b["responses"].device
+    keys = list(b.keys())  # TensorDict or dict
+    tensors = {k: replay.payload[k].to(device) for k in keys}
+    tensors["advantages"] = tensors["advantages"] * rw.to(device)[:, None]
+    uid = np.array([f"replay-{r}-{g}" for r, g in zip(replay.round.tolist(), replay.group.tolist(), strict=True)],
+                   dtype=object)  # fmt: skip
+    non_tensors = {k: np.full(len(replay), None, dtype=object) for k in data.non_tensor_batch if k != "uid"}
+    non_tensors["uid"] = uid
+    old = type(data).from_dict(tensors=tensors, non_tensors=non_tensors, meta_info=dict(data.meta_info))
+    return type(data).concat([out, old])

@@ -1,0 +1,428 @@
+"""BanditGRPOTrainer through ``trainer.train()`` on a tiny Llama built in-process (offline, CPU)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+pytest.importorskip("trl")
+
+from banditlib.adapters import _trl_batch as tb
+from banditlib.adapters.rlvr import (
+    DynamicSamplingFilter,
+    MaxVarianceScheduler,
+    RecencyReplay,
+    RolloutBatch,
+    RolloutScheduler,
+    Schedule,
+    Scheduler,
+    ThresholdScheduler,
+    UniformScheduler,
+)
+from banditlib.adapters.trl import BanditGRPOTrainer
+from datasets import Dataset
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from trl import GRPOConfig
+
+from banditlib.errors import InvalidInputError
+
+G = 4
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Any:
+    """One torch thread: the tiny model's matrices gain nothing from more, and a busy machine loses a lot."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+VOCAB = ["<pad>", "<eos>", "<bos>", "<unk>", "+", "=", *map(str, range(10))]
+
+
+def make_tokenizer() -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(VOCAB)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>"
+    )
+
+
+def make_model(seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=len(VOCAB), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, eos_token_id=1, bos_token_id=2,
+    )  # fmt: skip
+    return LlamaForCausalLM(cfg)
+
+
+def reward_ones(completions: list[str], **kwargs: Any) -> list[float]:
+    """Number of "1" tokens: varies across a random model's completions, so groups have spread."""
+    return [float(c.split().count("1")) for c in completions]
+
+
+class _FirstK(Scheduler):
+    """Stand-in: train on the first ``k`` rows of each round, replay nothing."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+
+    def _schedule(self, batch: RolloutBatch, round_: int, where: str) -> Schedule:
+        k = min(self.k, len(batch))
+        return Schedule(torch.arange(k), torch.ones(k), RolloutBatch.empty_like(batch), torch.ones(0),
+                        torch.full((len(batch),), math.nan), math.nan)  # fmt: skip
+
+
+SCHEDULERS: dict[str, Any] = {
+    "uniform": lambda: UniformScheduler(),
+    "pods": lambda: MaxVarianceScheduler(keep_fraction=0.5),
+    "dapo": lambda: DynamicSamplingFilter(),
+    "threshold": lambda: ThresholdScheduler(min_abs_advantage=0.1),
+    "recency": lambda: RecencyReplay(reuse=4, buffer_rounds=2),
+    "cbs-group": lambda: RolloutScheduler(mode="group", keep_fraction=0.5, seed=0),
+    "cbs-both": lambda: RolloutScheduler(mode="both", keep_fraction=0.5, reuse=2, seed=0),
+}
+
+
+def dataset() -> Dataset:
+    return Dataset.from_dict({"prompt": [f"{a} + {b} =" for a in range(4) for b in range(4)]})
+
+
+def config(tmp: Path, **kw: Any) -> GRPOConfig:
+    base: dict[str, Any] = dict(
+        output_dir=str(tmp),
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        num_generations=G,
+        max_completion_length=6,
+        max_steps=2,
+        use_cpu=True,
+        report_to=[],
+        logging_steps=1,
+        save_strategy="no",
+        learning_rate=1e-2,
+        seed=0,
+        disable_tqdm=True,
+    )
+    base.update(kw)
+    return GRPOConfig(**base)
+
+
+def trainer(tmp: Path, scheduler: Any, model: Any = None, **kw: Any) -> BanditGRPOTrainer:
+    return BanditGRPOTrainer(
+        scheduler=scheduler,
+        model=make_model() if model is None else model,
+        reward_funcs=reward_ones,
+        args=config(tmp, **kw),
+        train_dataset=dataset(),
+        processing_class=make_tokenizer(),
+    )
+
+
+class Spy:
+    """Records every call of ``_compute_loss`` (inputs, loss) and every ``schedule`` (batch, decision)."""
+
+    def __init__(self, tr: BanditGRPOTrainer) -> None:
+        self.losses: list[tuple[dict[str, Any], float]] = []
+        self.rounds: list[tuple[RolloutBatch, Any]] = []
+        compute, sch = tr._compute_loss, tr.rollout_scheduler
+        schedule = sch.schedule
+
+        def spy_loss(model: Any, inputs: dict[str, Any]) -> torch.Tensor:
+            loss = compute(model, inputs)
+            self.losses.append(({k: v.detach().clone() if torch.is_tensor(v) else v for k, v in inputs.items()},
+                                float(loss.detach())))  # fmt: skip
+            return loss
+
+        def spy_schedule(batch: RolloutBatch) -> Any:
+            out = schedule(batch)
+            self.rounds.append((batch, out))
+            return out
+
+        tr._compute_loss = spy_loss  # type: ignore[method-assign]
+        sch.schedule = spy_schedule
+
+
+def row_key(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> tuple:
+    p = tuple(prompt_ids[prompt_mask.bool()].tolist())
+    return p, tuple(ids[: int(mask.sum())].tolist())
+
+
+def batch_keys(batch: RolloutBatch, index: torch.Tensor) -> list[tuple]:
+    pl = batch.payload
+    out = []
+    for i in index.tolist():
+        pid, pm = pl["prompt_ids_rev"][i].flip(0), pl["prompt_mask_rev"][i].flip(0)
+        out.append(row_key(pid, pm, pl["completion_ids"][i], pl["completion_mask"][i]))
+    return out
+
+
+def loss_keys(inputs: dict[str, Any]) -> list[tuple]:
+    return [
+        row_key(inputs["prompt_ids"][i], inputs["prompt_mask"][i], inputs["completion_ids"][i],
+                inputs["completion_mask"][i])
+        for i in range(inputs["prompt_ids"].shape[0])
+        if int(inputs["completion_mask"][i].sum()) > 0
+    ]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------ tests
+
+
+@pytest.mark.parametrize("name", list(SCHEDULERS))
+def test_each_scheduler_trains(tmp_path: Path, name: str) -> None:
+    tr = trainer(tmp_path, SCHEDULERS[name]())
+    tr.train()
+    logs = [h for h in tr.state.log_history if "loss" in h]
+    assert len(logs) == 2
+    assert all(math.isfinite(h["loss"]) for h in logs)
+    for key in ("kept_fraction", "replayed", "predicted_gain", "observed_gain", "policy_updates"):
+        assert f"scheduler/{key}" in logs[0]
+    if name in ("pods", "cbs-group"):
+        assert logs[0]["scheduler/kept_fraction"] == 0.5
+    if name in ("uniform", "recency"):
+        assert logs[0]["scheduler/kept_fraction"] == 1.0
+    if name == "recency":
+        assert logs[1]["scheduler/replayed"] == 4.0
+    elif name != "cbs-both":
+        assert logs[1]["scheduler/replayed"] == 0.0
+    if name == "cbs-both":
+        assert logs[1]["scheduler/observed_gain"] is not None  # the gain of round 0 was observed
+
+
+def test_unselected_rows_leave_the_loss(tmp_path: Path) -> None:
+    tr = trainer(tmp_path, MaxVarianceScheduler(keep_fraction=0.5))
+    spy = Spy(tr)
+    tr.train()
+    assert len(spy.rounds) == 2 and len(spy.losses) == 4  # 2 rounds x steps_per_generation 2
+    for r, (batch, decision) in enumerate(spy.rounds):
+        calls = spy.losses[2 * r : 2 * r + 2]
+        seen = sorted(k for inputs, _ in calls for k in loss_keys(inputs))
+        assert seen == sorted(batch_keys(batch, decision.fresh))
+        rows = sum(inputs["prompt_ids"].shape[0] for inputs, _ in calls)
+        assert rows == len(decision.fresh) == 4
+        tokens = sum(int(inputs["completion_mask"].sum()) for inputs, _ in calls)
+        assert all(int(inputs["num_items_in_batch"]) == tokens for inputs, _ in calls)
+
+
+def test_replayed_rows_enter_with_stored_logprobs(tmp_path: Path) -> None:
+    tr = trainer(tmp_path, RecencyReplay(reuse=4, buffer_rounds=2), max_steps=3)
+    spy = Spy(tr)
+    tr.train()
+    for r in (1, 2):
+        prev_batch, _ = spy.rounds[r - 1]
+        batch, decision = spy.rounds[r]
+        replay = decision.replay
+        assert len(replay) == 4 and replay.round.tolist() == [r - 1] * 4
+        # The scheduler hands back the stored behaviour log-probs of round r - 1 ...
+        prev = dict(zip(batch_keys(prev_batch, torch.arange(len(prev_batch))), prev_batch.logprobs, strict=True))
+        keys = batch_keys(replay, torch.arange(4))
+        for k, lp in zip(keys, replay.logprobs, strict=True):
+            torch.testing.assert_close(lp[: len(k[1])], prev[k][: len(k[1])])
+        # ... and they reach the loss as old_per_token_logps (rows equal to a fresh row are ambiguous: skipped).
+        current = set(batch_keys(batch, torch.arange(len(batch))))
+        wanted = {k: lp for k, lp in zip(keys, replay.logprobs, strict=True) if k not in current}
+        found = 0
+        for inputs, _ in spy.losses[2 * r : 2 * r + 2]:
+            assert "old_per_token_logps" in inputs
+            for i, key in enumerate(loss_keys(inputs)):
+                if key in wanted:
+                    n = len(key[1])
+                    torch.testing.assert_close(inputs["old_per_token_logps"][i, :n], wanted[key][:n])
+                    found += 1
+        assert found == sum(k not in current for k in keys) >= 1
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{"num_iterations": 2}, {"gradient_accumulation_steps": 1, "steps_per_generation": 2}, {"beta": 0.1}],
+    ids=["num_iterations", "steps_per_generation", "beta"],
+)
+def test_generation_and_kl_settings_train_with_replay(tmp_path: Path, kw: dict[str, Any]) -> None:
+    model: Any = None
+    if "beta" in kw:  # TRL builds the reference model from a path: save the tiny model locally
+        make_model().save_pretrained(tmp_path / "model")
+        model = str(tmp_path / "model")
+    tr = trainer(tmp_path, SCHEDULERS["cbs-both"](), model=model, max_steps=3, **kw)
+    spy = Spy(tr)
+    tr.train()
+    assert all(math.isfinite(loss) for _, loss in spy.losses)
+    assert any(len(decision.replay) for _, decision in spy.rounds)
+    for inputs, _ in spy.losses:
+        n = inputs["prompt_ids"].shape[0]
+        assert inputs["advantages"].shape == (n,)
+        for key in ("old_per_token_logps", "ref_per_token_logps"):
+            if key in inputs:
+                assert inputs[key].shape == inputs["completion_ids"].shape
+        assert ("ref_per_token_logps" in inputs) == ("beta" in kw)
+    assert sum("old_per_token_logps" in inputs for inputs, _ in spy.losses) >= 2  # replay rounds carry pi_old
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo", "dr_grpo", "bnpo"])
+def test_padding_keeps_each_loss_normalisation(tmp_path: Path, loss_type: str) -> None:
+    # 3 kept rows, steps_per_generation 2: one zero-mask padding row. With pi_old = pi_theta the clipped
+    # objective is -A per token, so the summed micro-batch losses have a closed form over the 3 real rows.
+    tr = trainer(tmp_path, _FirstK(3), loss_type=loss_type, max_steps=1)
+    spy = Spy(tr)
+    tr.train()
+    ((batch, decision),) = spy.rounds
+    adv = batch.advantage[decision.fresh]
+    n_tok = batch.payload["completion_mask"][decision.fresh].sum(1).float()
+    total = sum(loss for _, loss in spy.losses)
+    rows = sum(inputs["prompt_ids"].shape[0] for inputs, _ in spy.losses)
+    assert rows == 4
+    if loss_type == "dapo":
+        want = -(adv * n_tok).sum() / n_tok.sum()
+    elif loss_type == "grpo":
+        want = -adv.mean()
+    elif loss_type == "dr_grpo":
+        want = -(adv * n_tok).sum() / (3 * 6)
+    else:  # bnpo: token mean per micro-batch, averaged over micro-batches
+        want = torch.tensor(0.0)
+        for inputs, _ in spy.losses:
+            m = inputs["completion_mask"].float()
+            want = want - (inputs["advantages"][:, None] * m).sum() / m.sum().clamp(min=1) / 2
+    assert total == pytest.approx(float(want), abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ["cbs-both", "recency"])
+def test_checkpoint_resume_continues_identically(tmp_path: Path, name: str) -> None:
+    full = trainer(tmp_path / "a", SCHEDULERS[name](), max_steps=4, save_strategy="steps", save_steps=2)
+    full.train()
+    ckpt = tmp_path / "a" / "checkpoint-2"
+    assert (ckpt / "scheduler.safetensors").exists()
+    resumed = trainer(tmp_path / "b", SCHEDULERS[name](), max_steps=4)
+    resumed.train(resume_from_checkpoint=str(ckpt))
+    sa, sb = full.rollout_scheduler.state_dict(), resumed.rollout_scheduler.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        torch.testing.assert_close(sb[k], sa[k], msg=k)
+    la = [h["loss"] for h in full.state.log_history if "loss" in h]
+    lb = [h["loss"] for h in resumed.state.log_history if "loss" in h]  # steps 1-2 come from the checkpoint
+    assert len(la) == len(lb) == 4
+    assert lb == pytest.approx(la, abs=1e-6)
+    state = json.loads((ckpt / "bandit_trainer_state.json").read_text())
+    assert state["round"] == 2
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [({"loss_type": "cispo"}, "loss_type"), ({"loss_type": "sapo"}, "loss_type"), ({"use_vllm": True}, "use_vllm")],
+)
+def test_unsupported_configurations_fail_at_construction(tmp_path: Path, kw: dict[str, Any], match: str) -> None:
+    with pytest.raises(InvalidInputError, match=match):
+        trainer(tmp_path, UniformScheduler(), **kw)
+
+
+def test_tools_and_bad_scheduler_fail_at_construction(tmp_path: Path) -> None:
+    def add(a: int, b: int) -> int:
+        """Add.
+
+        Args:
+            a: first.
+            b: second.
+        """
+        return a + b
+
+    with pytest.raises(InvalidInputError, match="tools"):
+        BanditGRPOTrainer(scheduler=UniformScheduler(), model=make_model(), reward_funcs=reward_ones,
+                          args=config(tmp_path), train_dataset=dataset(), processing_class=make_tokenizer(),
+                          tools=[add])  # fmt: skip
+    with pytest.raises(InvalidInputError, match="scheduler"):
+        trainer(tmp_path, object())
+
+
+def test_resume_from_a_plain_checkpoint_fails_clearly(tmp_path: Path) -> None:
+    tr = trainer(tmp_path, UniformScheduler(), max_steps=1, save_strategy="steps", save_steps=1)
+    tr.train()
+    os.remove(tmp_path / "checkpoint-1" / "scheduler.safetensors")
+    with pytest.raises(InvalidInputError, match="scheduler"):
+        trainer(tmp_path, UniformScheduler(), max_steps=2).train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
+
+
+def test_training_rows_pad_to_multiple() -> None:
+    ones = torch.ones(4, 3, dtype=torch.long)
+    batch = RolloutBatch.from_tensors(
+        group=torch.arange(4) // 2, reward=torch.tensor([1.0, 0.0, 1.0, 0.0]), entropy=torch.zeros(4),
+        length=torch.tensor([2.0, 1.0, 2.0, 2.0]), logprobs=torch.zeros(4, 2),
+        payload={"prompt_ids_rev": ones, "prompt_mask_rev": ones, "completion_ids": ones[:, :2],
+                 "completion_mask": ones[:, :2]},
+    )  # fmt: skip
+    decision = _FirstK(3).schedule(batch)
+    rows, n_fresh, n_replay = tb.training_rows(decision, batch, multiple=4, loss_type="grpo", pad_token_id=0)
+    assert (n_fresh, n_replay) == (3, 0)
+    assert rows["completion_mask"].shape[0] == 4 and int(rows["completion_mask"][3].sum()) == 0
+    torch.testing.assert_close(rows["advantages"][:3], batch.advantage[:3] * 4 / 3)
+
+
+@pytest.mark.parametrize("name", ["cbs-both", "recency"])
+def test_two_gloo_processes_match_one_process(tmp_path: Path, name: str) -> None:
+    import torch.multiprocessing as mp
+
+    from banditlib._io import read_tensors
+
+    worker = pytest.importorskip("trl_dist_worker")
+    mp.spawn(worker.simulate, args=(2, str(tmp_path), name), nprocs=2, join=True)
+    worker.simulate(0, 1, str(tmp_path), name)
+    states = [read_tensors(tmp_path / f"scheduler-{w}-{r}.safetensors", "test")[0] for w, r in [(2, 0), (2, 1), (1, 0)]]
+    for other in states[1:]:
+        assert other.keys() == states[0].keys()
+        for k in states[0]:
+            torch.testing.assert_close(other[k], states[0][k], msg=k)
+    rows = [json.loads((tmp_path / f"rows-{w}-{r}.json").read_text()) for w, r in [(2, 0), (2, 1), (1, 0)]]
+    for t in range(len(rows[2])):
+        split = sorted(map(json.dumps, rows[0][t]["rows"] + rows[1][t]["rows"]))
+        assert split == sorted(map(json.dumps, rows[2][t]["rows"]))
+        assert rows[0][t]["num_items"] == rows[1][t]["num_items"] == rows[2][t]["num_items"]
+
+
+def test_two_process_training_run_keeps_ranks_identical(tmp_path: Path) -> None:
+    # A real data-parallel run (torchrun + accelerate, gloo on CPU) whose groups straddle the two ranks.
+    from banditlib._io import read_tensors
+
+    script = Path(__file__).with_name("trl_accelerate_script.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           str(tmp_path)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(script.parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            cwd=script.parent, start_new_session=True)  # fmt: skip
+    try:
+        output, _ = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)  # the launcher and both ranks
+        output, _ = proc.communicate()
+        pytest.fail(f"the two-process run timed out:\n{output[-3000:]}")
+    assert proc.returncode == 0, output[-3000:]
+    a, b = (read_tensors(tmp_path / f"scheduler-rank{r}.safetensors", "test")[0] for r in (0, 1))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+    logs = [json.loads((tmp_path / f"log-rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(logs[0]) == 2 and logs[0][-1]["scheduler/policy_updates"] > 0
+    assert [h["scheduler/kept_fraction"] for h in logs[0]] == [h["scheduler/kept_fraction"] for h in logs[1]]
+
+
+def test_uniform_scheduler_trains_like_plain_grpo(tmp_path: Path) -> None:
+    from trl import GRPOTrainer
+
+    plain = GRPOTrainer(model=make_model(), reward_funcs=reward_ones, args=config(tmp_path / "p"),
+                        train_dataset=dataset(), processing_class=make_tokenizer())  # fmt: skip
+    plain.train()
+    ours = trainer(tmp_path / "b", UniformScheduler())
+    ours.train()
+    la = [[h["loss"], h["grad_norm"]] for h in plain.state.log_history if "loss" in h]
+    lb = [[h["loss"], h["grad_norm"]] for h in ours.state.log_history if "loss" in h]
+    assert len(la) == 2
+    torch.testing.assert_close(torch.tensor(lb), torch.tensor(la), atol=1e-6, rtol=1e-5)

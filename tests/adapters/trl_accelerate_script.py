@@ -1,0 +1,43 @@
+"""Run by ``test_trl.py`` under ``torchrun --nproc_per_node 2`` (accelerate picks the ranks up, gloo on CPU).
+
+A short BanditGRPOTrainer run with one prompt per rank and step, so every group of 4 completions straddles
+the two processes. Each rank writes its scheduler and its logged metrics to the directory given as argument.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+import torch
+
+pytest.importorskip("trl")  # pytest's doctest collection imports this file too
+
+from banditlib.adapters.trl import BanditGRPOTrainer
+from test_trl import SCHEDULERS, config, dataset, make_model, make_tokenizer, reward_ones
+
+
+def main(out: str) -> None:
+    torch.set_num_threads(1)
+    tr = BanditGRPOTrainer(
+        scheduler=SCHEDULERS["cbs-both"](),
+        model=make_model(),
+        reward_funcs=reward_ones,
+        args=config(out, per_device_train_batch_size=1, max_steps=2),
+        train_dataset=dataset(),
+        processing_class=make_tokenizer(),
+    )
+    tr.train()
+    rank = tr.accelerator.process_index
+    tr.rollout_scheduler.save(os.path.join(out, f"scheduler-rank{rank}.safetensors"))
+    with open(os.path.join(out, f"log-rank{rank}.json"), "w") as fh:
+        json.dump([h for h in tr.state.log_history if "loss" in h], fh)
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
