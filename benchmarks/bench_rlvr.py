@@ -1,43 +1,36 @@
-"""RLVR rollout schedulers in the simulator: CBS against plain GRPO, PODS, DAPO, a threshold and recency replay.
+"""RLVR rollout schedulers across verifier-fault worlds: the default scheduler against plain GRPO and the peers.
 
-1. Learning curves. Every scheduler trains the simulator's policy (``banditlib.adapters.rlvr.sim``: digit
-   strings, a shared-parameter MLP policy, a verifier accepting wrong answers with probability 0.1, GRPO with
-   PPO clipping; ``B = 32`` prompts x ``G = 8`` rollouts a round) for ``steps`` rounds on every seed. The same
-   seed gives every scheduler the same world, initial policy and first batch. Quality is the held-out
-   expected accuracy (exact probability that a sampled answer is correct, prompt lengths weighted equally),
-   after every step. Every round generates ``B G`` rollouts whatever the scheduler, so accuracy at equal
-   rollouts generated is accuracy at equal steps; backward passes (rows trained) differ and are reported.
-   Target accuracy (a fixed rule): uniform GRPO's mean held-out accuracy at half the step budget. Steps to
-   target: the first step whose 5-step trailing average is at or above it (``null`` when never reached;
-   counted as ``steps + 1`` in means and intervals, so those are lower bounds). 95% intervals: Student t
-   over seeds; paired differences per seed (same seed, same world, initial policy and first batch).
-2. Regret of CBS against a per-round oracle: the best true one-step gain over a finite family of selections
-   with the same per-group budget (random ones, top by each single feature, max-variance), evaluated
-   counterfactually from the same parameters (``sim.oracle.RegretHook``); a random selector's regret against
-   the same oracle is the yardstick; the slope of log R(t) against log t (t in the last 3/4) tells sublinear.
-3. The oracle's gain as the buffer grows (``sim.oracle.buffer_oracle``) along plain GRPO trajectories.
-4. Scheduler time: ``schedule()`` for 512 prompts x 16 rollouts with a 65,536-rollout buffer (8 rounds) on
-   CPU, median and best of repeats, each CBS mode and the baselines (one thread).
-5. With ``--diagnostics`` (not in the default run): a random half of every group (the cost of keeping half),
-   every rollout except the verifier's false positives (ground truth: the headroom of noise-aware selection),
-   and CBS-group with a greedy policy (alpha = 0), with a ``reward x group pass rate`` feature, and with its
-   label replaced by the true one-step gain of its own selection (a noiseless label).
+1. Worlds x schedulers x seeds. Every scheduler trains the simulator's policy
+   (``banditlib.adapters.rlvr.sim``: digit strings, a shared-parameter MLP policy, GRPO with PPO clipping,
+   ``B = 32`` prompts x ``G = 8`` rollouts a round) for ``steps`` rounds in every fault world (the verifier
+   misleads i.i.d., through a deterministic loophole, by cutting correct answers off, as a judge biased to
+   the policy's own mistakes, all at once, or not at all). Same seed, same world, initial policy and first
+   batch for every scheduler, so differences are paired seed by seed. Reported per world: final held-out
+   accuracy (mean exact expected accuracy over the last 10 steps: no sampling noise, but it moves step to
+   step), paired differences to uniform GRPO and to the world's best peer with 95% intervals, steps to
+   target (uniform's mean 5-step-average accuracy at half the steps; never reached counts as ``steps + 1``),
+   kept share of the fresh rollouts, the lucky share of kept positives and the missed share of kept
+   negatives, and scheduler milliseconds per round.
+2. ``--ablation``: the default's ingredients swapped one at a time (rule, label, features, model), on the
+   same worlds and seeds.
+3. ``--paper-scale``: B = 256 prompts x G = 16 (slow; not in CI): the paper preset, the default and uniform,
+   with the round label's signal-to-noise (std of the observed round gain against the std of the true
+   one-step gain of the selection, and their correlation) at that scale and at B = 32.
+4. Timing: ``schedule()`` and ``observe()`` at 512 prompts x 16 rollouts with a 65,536-rollout buffer (8
+   rounds), one thread, every mode of the default and of the paper preset and the peers.
 
 Runs go to ``--workers`` processes (one torch thread each). Usage:
-``python benchmarks/bench_rlvr.py [--quick] [--out DIR] [--workers N] [--seeds N] [--steps N]
-[--false-positive P] [--prompts-per-round B] [--only NAME ...] [--diagnostics]``; writes
-``DIR/results.json`` (``{"schedulers": {name: {"steps_to_target": [...], "final_accuracy": [...]}}, ...}``,
-the full report), ``DIR/bench_rlvr.json`` (the same), ``DIR/rlvr.png`` and prints markdown tables.
+``python benchmarks/bench_rlvr.py [--quick] [--out DIR] [--workers N] [--seeds N] [--steps N] [--worlds W ...]
+[--only NAME ...] [--ablation] [--paper-scale] [--timing P G R] [--no-timing]``; writes ``DIR/bench_rlvr.json``
+(``{"worlds": {world: {"schedulers": {name: {"final": [...], ...}}, "diff_uniform": ..., ...}}, ...}``),
+``DIR/rlvr_worlds.png`` and prints markdown tables. The paper's own claims (regret, the buffer oracle) are
+measured by ``benchmarks/bench_rlvr_claims.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import multiprocessing as mp
 import os
-import re
 import statistics
 import sys
 import time
@@ -48,288 +41,211 @@ from typing import Any
 import numpy as np
 import torch
 from _common import machine_info, table
+from _rlvr_common import band, ci, compact_json, first_at, fmt_ci, paired, run_pool, smooth
 from banditlib.adapters import rlvr
-from banditlib.adapters.rlvr.sim import SimConfig, Simulator, run
-from banditlib.adapters.rlvr.sim.oracle import RegretHook, buffer_oracle, one_step_gain, top_per_group
-from scipy import stats as sps
+from banditlib.adapters.rlvr.sim import SimConfig, run
+from banditlib.adapters.rlvr.sim.oracle import one_step_gain
 
-from banditlib.policies import LinUCB
+import banditlib
 
 DISTS = ("torch", "numpy", "scipy")
-# Budgets (rows trained a round, N = B G = 256 fresh rollouts): cbs-group and pods N/2; cbs-both N/2 kept
-# + REUSE picked over kept and buffered rows = N (uniform's budget); cbs-global and recency N + REUSE = 1.5 N.
-KEEP, BUFFER_ROUNDS, REUSE, MIN_ABS_ADV = 0.5, 4, 128, 0.5
-FULL = {"seeds": 16, "steps": 150, "regret_seeds": 3, "regret_steps": 150, "buffer_seeds": 3, "buffer_steps": 151,
-        "buffer_every": 10, "timing": [512, 16, 8], "timing_repeats": 11}  # fmt: skip
-QUICK = {"seeds": 3, "steps": 60, "regret_seeds": 1, "regret_steps": 40, "buffer_seeds": 1, "buffer_steps": 41,
-         "buffer_every": 10, "timing": [512, 16, 8], "timing_repeats": 3}  # fmt: skip
-CBS_MODES = ("cbs-group", "cbs-global", "cbs-both")
-TARGET_RATIO = 0.8  # CBS steps to target <= 0.8 x uniform's (the issue)
-SMOOTH = 5  # steps to target are read off a 5-step trailing average: one step's accuracy is noisy
+WORLDS: dict[str, tuple[dict[str, Any], str]] = {
+    "none": ({"fault": "none"}, "a perfect verifier"),
+    "iid": ({"fault": "iid", "false_positive": 0.2}, "a wrong answer passes with probability 0.2, each time anew"),
+    "loophole": ({"fault": "loophole", "loophole_fraction": 0.5},
+                 "on half the prompts any prefix of the right answer passes, always"),
+    "truncation": ({"fault": "truncation", "truncation_rate": 0.5},
+                   "answers cut before their end token, up to half of them on the longest prompts"),
+    "judge": ({"fault": "judge", "judge_bias": 0.6}, "a wrong answer passes with 0.6 x the policy's own confidence"),
+    "mixture": ({"fault": "mixture", "false_positive": 0.1, "loophole_fraction": 0.25, "truncation_rate": 0.25},
+                "iid at 0.1, the loophole on a quarter of the prompts and truncation at 0.25, at once"),
+}  # fmt: skip
+REUSE, BUFFER_ROUNDS = 128, 4
+FULL = {"seeds": 12, "steps": 150, "timing": [512, 16, 8], "timing_repeats": 11, "paper_seeds": 4, "paper_steps": 100}
+QUICK = {"seeds": 3, "steps": 40, "timing": [512, 16, 8], "timing_repeats": 3, "paper_seeds": 1, "paper_steps": 10}
+LAST = 10  # "final" accuracy: the mean over the last LAST steps
+DEFAULT = "default"
 
 
 def makers() -> dict[str, Callable[[int], Any]]:
-    """Every scheduler of the comparison by table name; CBS in each mode gets the run's seed."""
+    """The comparison: the default scheduler, plain GRPO, the paper's CBS and every built-in peer."""
     return {
-        "cbs-group": lambda s: rlvr.RolloutScheduler(mode="group", keep_fraction=KEEP, seed=s),
-        "cbs-global": lambda s: rlvr.RolloutScheduler(mode="global", keep_fraction=KEEP, reuse=REUSE,
-                                                      buffer_rounds=BUFFER_ROUNDS, seed=s),
-        "cbs-both": lambda s: rlvr.RolloutScheduler(mode="both", keep_fraction=KEEP, reuse=REUSE,
-                                                    buffer_rounds=BUFFER_ROUNDS, seed=s),
+        DEFAULT: lambda s: rlvr.RolloutScheduler(seed=s),
         "uniform": lambda s: rlvr.UniformScheduler(),
-        "pods": lambda s: rlvr.MaxVarianceScheduler(keep_fraction=KEEP),
+        "paper (cbs-group)": lambda s: rlvr.RolloutScheduler(preset="paper", seed=s),
+        "pods": lambda s: rlvr.MaxVarianceScheduler(keep_fraction=0.5),
         "dapo": lambda s: rlvr.DynamicSamplingFilter(),
-        "threshold": lambda s: rlvr.ThresholdScheduler(min_abs_advantage=MIN_ABS_ADV),
+        "threshold": lambda s: rlvr.ThresholdScheduler(),
         "recency": lambda s: rlvr.RecencyReplay(reuse=REUSE, buffer_rounds=BUFFER_ROUNDS),
-    }  # fmt: skip
+        "priority-replay": lambda s: rlvr.PriorityReplay(seed=s),
+        "consistency": lambda s: rlvr.ConsistencyFilter(),
+        "overlong": lambda s: rlvr.OverlongFilter(),
+        "influence (trusted probe)": lambda s: rlvr.InfluenceFilter(),
+    }
 
 
-# ---------------------------------------------------------------------------------------- diagnostics
-
-
-class _TrueGain(rlvr.GainReward):
-    """CBS's label replaced by the true one-step gain of its own selection (set by the benchmark each round)."""
-
-    value = 0.0
-
-    def gain(self, v_t: float, e_t: float, v_next: float, e_next: float) -> float:
-        return self.value
-
-
-class _Rule:
-    """A fixed selection: ``random-half`` of each group, or ``drop-lucky`` (every fresh rollout except the
-    verifier's false positives: reads the simulator's ground truth, an upper bound for noise-aware selection)."""
-
-    def __init__(self, rule: str, seed: int) -> None:
-        self.name, self.rule, self.gen = f"diag:{rule}", rule, torch.Generator().manual_seed(seed)
-
-    def schedule(self, b: rlvr.RolloutBatch) -> rlvr.Schedule:
-        n = len(b)
-        if self.rule == "drop-lucky":
-            idx = torch.nonzero(~b.payload["lucky"]).squeeze(1)
-        else:
-            _, grp = torch.unique(b.group, return_inverse=True)
-            counts = (torch.bincount(grp) + 1) // 2
-            idx = top_per_group(grp, torch.rand(n, generator=self.gen), counts)
-        return rlvr.Schedule(idx, torch.ones(len(idx)), rlvr.RolloutBatch.empty_like(b), torch.ones(0),
-                             torch.full((n,), math.nan), math.nan)  # fmt: skip
-
-    def observe(self, b: rlvr.RolloutBatch) -> None:
-        return None
-
-
-def _reward_x_pass(b: rlvr.RolloutBatch) -> torch.Tensor:
-    """Reward times the group's pass rate: lets a linear score drop the positives of low-pass groups."""
-    _, inv = torch.unique(b.group, return_inverse=True)
-    n = int(inv.max()) + 1
-    return b.reward * (torch.zeros(n).index_add_(0, inv, b.reward) / torch.bincount(inv, minlength=n))[inv]
-
-
-def diagnostic_makers() -> dict[str, Callable[[int], Any]]:
-    """Runs that explain the comparison (``--diagnostics``): how much keeping half costs, how much noise-aware
-    selection could gain, and CBS-group with a greedy policy, an interaction feature, and a noiseless label."""
+def ablation_makers() -> dict[str, Callable[[int], Any]]:
+    """The default with one ingredient swapped (rule, label, features, model)."""
     d = rlvr.RolloutFeaturizer().dim
+    both = (*rlvr.PAPER_FEATURES, *rlvr.CONSISTENCY_FEATURES)
+    both_dim = rlvr.RolloutFeaturizer(both).dim
+    S = rlvr.RolloutScheduler
     return {
-        "diag:random-half": lambda s: _Rule("random-half", s),
-        "diag:drop-lucky": lambda s: _Rule("drop-lucky", s),
-        "diag:cbs-group-greedy": lambda s: rlvr.RolloutScheduler(
-            policy=LinUCB(dim=d, alpha=0.0, forget=0.99, seed=s), mode="group", keep_fraction=KEEP, seed=s),
-        "diag:cbs-group+reward-x-pass": lambda s: rlvr.RolloutScheduler(
-            mode="group", keep_fraction=KEEP, seed=s,
-            featurizer=rlvr.RolloutFeaturizer(add={"reward_x_pass": _reward_x_pass})),
-        "diag:cbs-group-true-gain": lambda s: rlvr.RolloutScheduler(
-            mode="group", keep_fraction=KEEP, seed=s, reward=_TrueGain()),
+        "abl: rule = top half": lambda s: S(rule=rlvr.TopFraction(0.5), seed=s),
+        "abl: rule = soft weights": lambda s: S(rule=rlvr.SoftWeights(0.0, 1.0), seed=s),
+        "abl: label = round gain": lambda s: S(label=rlvr.RoundGain(), seed=s),
+        "abl: label = baselined gain": lambda s: S(label=rlvr.BaselinedGain(), seed=s),
+        "abl: label = influence (next batch)": lambda s: S(label=rlvr.InfluenceLabel("next"), seed=s),
+        "abl: label = influence (trusted probe)": lambda s: S(label=rlvr.InfluenceLabel("trusted"), seed=s),
+        "abl: features = paper's ten": lambda s: S(featurizer=rlvr.RolloutFeaturizer(rlvr.PAPER_FEATURES), seed=s),
+        "abl: features = paper + consistency": lambda s: S(featurizer=rlvr.RolloutFeaturizer(both), seed=s,
+                                                           policy=banditlib.LinUCB(dim=both_dim, alpha=1.0,
+                                                                                   forget=0.99, seed=s)),
+        "abl: model = LinTS": lambda s: S(policy=banditlib.LinTS(dim=d, forget=0.99, seed=s), seed=s),
+        "abl: model = NeuralUCB": lambda s: S(policy=banditlib.NeuralUCB(dim=d, hidden=(16,), seed=s), seed=s),
+        "abl: alpha = 0 (greedy)": lambda s: S(policy=banditlib.LinUCB(dim=d, alpha=0.0, forget=0.99, seed=s), seed=s),
+        "abl: forget = 1": lambda s: S(policy=banditlib.LinUCB(dim=d, alpha=1.0, forget=1.0, seed=s), seed=s),
     }  # fmt: skip
 
 
-def _true_gain_hook(sch: Any) -> Any:
-    def hook(sim: Simulator, b: Any, s: Any, rows: Any, w: torch.Tensor) -> dict[str, Any]:
-        sch.reward.value = one_step_gain(sim, rows, w)
-        return {}
-
-    return hook
+def is_peer(name: str) -> bool:
+    """A built-in peer: not the default, not plain GRPO, not an ablation variant."""
+    return name not in (DEFAULT, "uniform") and not name.startswith("abl:")
 
 
 # ---------------------------------------------------------------------------------------- jobs (in workers)
 
+Job = tuple[str, str, int, int, dict[str, Any]]  # world, scheduler, seed, steps, SimConfig overrides
 
-Job = tuple[str, str, int, int, dict[str, Any], int]  # kind, scheduler, seed, steps, SimConfig kwargs, every
+
+def _true_gain_hook(records: list[float]) -> Any:
+    def hook(sim: Any, b: Any, s: Any, rows: Any, w: torch.Tensor) -> dict[str, Any]:
+        g = one_step_gain(sim, rows, w)
+        records.append(g)
+        return {"true_gain": g}
+
+    return hook
 
 
-def _job(job: Job) -> tuple[str, str, int, dict[str, Any]]:
-    kind, name, seed, steps, cfg, every = job
+def _job(job: Job) -> dict[str, Any]:
+    world, name, seed, steps, extra = job
     torch.set_num_threads(1)
-    config = SimConfig(**cfg)
-    if kind == "curve":
-        sch = {**makers(), **diagnostic_makers()}[name](seed)
-        hook = _true_gain_hook(sch) if name.endswith("true-gain") else None
-        return kind, name, seed, run(sch, seed, steps, config, hook=hook).as_dict()
-    if kind == "regret":
-        hook = RegretHook(seed=seed)
-        return kind, name, seed, run(makers()[name](seed), seed, steps, config, hook=hook).as_dict()
-    return kind, name, seed, buffer_oracle(Simulator(config, seed), steps, every=every)
-
-
-def run_jobs(jobs: list[Job], workers: int) -> list[Any]:
-    """Run ``jobs`` on ``workers`` processes (in order of submission, longest kinds first)."""
-    if workers <= 1:
-        return [_job(j) for j in jobs]
-    with mp.get_context("fork").Pool(workers) as pool:
-        return pool.map(_job, jobs, chunksize=1)
-
-
-# ---------------------------------------------------------------------------------------- statistics
-
-
-def ci(values: list[float]) -> tuple[float, float, float]:
-    """Mean and 95% Student-t interval over seeds."""
-    x = np.asarray(values, dtype=float)
-    m = float(x.mean())
-    if x.size < 2:
-        return m, m, m
-    h = float(sps.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
-    return m, m - h, m + h
-
-
-def smooth(curve: list[float]) -> np.ndarray:
-    """Trailing moving average over ``SMOOTH`` steps (shorter at the start)."""
-    c = np.cumsum(np.asarray(curve, dtype=float))
-    out = c.copy()
-    out[SMOOTH:] = c[SMOOTH:] - c[:-SMOOTH]
-    return out / np.minimum(np.arange(1, len(curve) + 1), SMOOTH)
-
-
-def first_at(curve: list[float], target: float) -> int | None:
-    """First step whose smoothed accuracy (:func:`smooth`) is at least ``target``."""
-    return next((t for t, a in enumerate(smooth(curve)) if a >= target), None)
-
-
-def at_budget(backward: list[int], accuracy: list[float], budget: float) -> float:
-    """Accuracy at the first step whose cumulative backward passes reach ``budget``."""
-    t = next((i for i, b in enumerate(backward) if b >= budget), len(backward) - 1)
-    return accuracy[t]
-
-
-def summarise(curves: dict[str, list[dict[str, Any]]], steps: int, bg: int) -> dict[str, Any]:
-    """Per-scheduler summaries, target and CBS's comparisons."""
-    uni = np.array([r["accuracy"] for r in curves["uniform"]])
-    target = float(np.mean([smooth(c) for c in uni], axis=0)[steps // 2])
-    budget = min(statistics.mean(r["backward"][-1] for r in runs) for runs in curves.values())
-    out: dict[str, Any] = {}
-    for name, runs in curves.items():
-        hits = [first_at(r["accuracy"], target) for r in runs]
-        censored = [steps + 1 if h is None else h for h in hits]
-        back = [r["backward"][h] if h is not None else None for r, h in zip(runs, hits, strict=True)]
-        out[name] = {
-            "steps_to_target": hits, "final_accuracy": [r["accuracy"][-1] for r in runs],
-            "rollouts_to_target": [None if h is None else h * bg for h in hits], "backward_to_target": back,
-            "greedy_final": [r["greedy_final"] for r in runs], "backward_total": [r["backward"][-1] for r in runs],
-            "accuracy_at_equal_backward": [at_budget(r["backward"], r["accuracy"], budget) for r in runs],
-            "final_ci": ci([r["accuracy"][-1] for r in runs]), "steps_ci": ci(censored),
-            "reached": sum(h is not None for h in hits), "n": len(runs),
-            "schedule_ms_per_round": statistics.mean(r["schedule_seconds"] for r in runs) / steps * 1e3,
-            "run_seconds": statistics.mean(r["wall_seconds"] for r in runs),
-            "lucky_share_kept": statistics.mean(x["lucky_share_kept"] for r in runs for x in r["rounds"]),
-            "lucky_share_all": statistics.mean(x["lucky_share_all"] for r in runs for x in r["rounds"]),
-            "replay_rows_per_round": statistics.mean(x["n_replay"] for r in runs for x in r["rounds"]),
-            "fresh_rows_per_round": statistics.mean(x["n_fresh"] for r in runs for x in r["rounds"]),
-        }  # fmt: skip
-    comparisons = {}
-    for cbs in CBS_MODES:
-        if cbs not in out:
-            continue
-        row: dict[str, Any] = {}
-        for peer in ("uniform", "pods"):
-            a, b = out[cbs]["steps_ci"], out[peer]["steps_ci"]
-            pairs = zip(out[cbs]["steps_to_target"], out[peer]["steps_to_target"], strict=True)
-            diff = [(x if x is not None else steps + 1) - (y if y is not None else steps + 1) for x, y in pairs]
-            row[peer] = {"ratio_of_means": a[0] / b[0] if b[0] > 0 else None,
-                         "intervals_overlap": not (a[2] < b[1] or b[2] < a[1]), "paired_diff_ci": ci(diff)}  # fmt: skip
-        u, p, c = out["uniform"]["steps_ci"], out["pods"]["steps_ci"], out[cbs]["steps_ci"]
-        row["target_met"] = bool(c[0] <= TARGET_RATIO * u[0] and c[2] < u[1] and c[0] <= p[0] and c[2] < p[1])
-        comparisons[cbs] = row
-    rule = f"uniform's mean {SMOOTH}-step-average held-out accuracy at step steps // 2"
-    return {"target_accuracy": target, "target_rule": rule,
-            "equal_backward_budget": budget, "schedulers": out, "comparisons": comparisons}  # fmt: skip
-
-
-def regret_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Cumulative regret of the scheduler and of a random selector, with the log-log slope of each."""
-
-    def slope(cum: np.ndarray) -> float:
-        T = cum.shape[0]
-        t = np.arange(T // 4, T) + 1
-        y = np.maximum(cum[T // 4 :], 1e-12)
-        return float(np.polyfit(np.log(t), np.log(y), 1)[0])
-
-    own = np.array([np.cumsum([x["regret"] for x in r["rounds"]]) for r in runs])
-    rand = np.array([np.cumsum([x["gain_best"] - x["gain_random"] for x in r["rounds"]]) for r in runs])
-    half = own.shape[1] // 2
-    per_round_first = [float(c[half - 1] / half) for c in own]
-    per_round_second = [float((c[-1] - c[half - 1]) / (own.shape[1] - half)) for c in own]
-    best = [x["best"] for r in runs for x in r["rounds"]]
-    # The bandit's label r_t against the true gain of its own selection: how much signal the label carries.
-    obs = np.array([x["observed_gain"] for r in runs for x in r["rounds"]], dtype=float)
-    true = np.array([x["gain_own"] for r in runs for x in r["rounds"]], dtype=float)
-    spread = np.array([x["gain_best"] - x["gain_random"] for r in runs for x in r["rounds"]], dtype=float)
-    label = {"observed_std": float(obs.std()), "true_gain_std": float(true.std()),
-             "corr_observed_true": float(np.corrcoef(obs, true)[0, 1]) if obs.std() > 0 and true.std() > 0 else None,
-             "oracle_minus_random_mean": float(spread.mean())}  # fmt: skip
+    config = SimConfig(**{**WORLDS[world][0], **extra.get("config", {})})
+    sch = {**makers(), **ablation_makers()}[name](seed)
+    hook = _true_gain_hook([]) if extra.get("true_gain") else None
+    res = run(sch, seed, steps, config, hook=hook)
+    rounds = res.rounds
+    acc = res.accuracy
     return {
-        "label": label,
-        "cumulative": own.tolist(), "random_cumulative": rand.tolist(),
-        "final": ci(own[:, -1].tolist()), "random_final": ci(rand[:, -1].tolist()),
-        "ratio_to_random": ci((own[:, -1] / rand[:, -1]).tolist()),
-        "slope": ci([slope(c) for c in own]), "random_slope": ci([slope(c) for c in rand]),
-        "per_round_first_half": ci(per_round_first), "per_round_second_half": ci(per_round_second),
-        "own_is_best_share": best.count("own") / len(best),
-        "best_counts": {k: best.count(k) for k in sorted(set(best))},
-        "mean_gain_own": statistics.mean(x["gain_own"] for r in runs for x in r["rounds"]),
-        "mean_gain_random": statistics.mean(x["gain_random"] for r in runs for x in r["rounds"]),
-        "mean_gain_best": statistics.mean(x["gain_best"] for r in runs for x in r["rounds"]),
-        "mean_gain_keep_all": statistics.mean(x["gain_keep_all"] for r in runs for x in r["rounds"]),
+        "world": world, "name": name, "seed": seed, "accuracy": [round(a, 5) for a in acc],
+        "final": float(np.mean(acc[-LAST:])), "last": acc[-1], "greedy_final": res.greedy_final,
+        "kept_share": statistics.mean(r["kept_share"] for r in rounds),
+        "rows_per_round": statistics.mean(r["n_fresh"] + r["n_replay"] for r in rounds),
+        "lucky_share_kept": statistics.mean(r["lucky_share_kept"] for r in rounds),
+        "lucky_share_all": statistics.mean(r["lucky_share_all"] for r in rounds),
+        "missed_share_kept": statistics.mean(r["missed_share_kept"] for r in rounds),
+        "missed_share_all": statistics.mean(r["missed_share_all"] for r in rounds),
+        "schedule_ms": res.schedule_seconds / steps * 1e3, "wall_s": res.wall_seconds,
+        "observed_gain": [r.get("observed_gain") for r in rounds],
+        "true_gain": [r.get("true_gain") for r in rounds] if hook else None,
     }  # fmt: skip
 
 
-def buffer_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean oracle gain per buffer size (each size's own family, and nested), over rounds and seeds."""
-    buffers = runs[0]["buffers"]
-    best = np.concatenate([np.array(r["best"]) for r in runs])
-    nested = np.concatenate([np.array(r["nested"]) for r in runs])
-    share = np.concatenate([np.array(r["old_share"]) for r in runs])
-    return {"buffers": buffers, "best": [ci(best[:, i].tolist()) for i in range(len(buffers))],
-            "nested": [ci(nested[:, i].tolist()) for i in range(len(buffers))],
-            "old_share": share.mean(axis=0).tolist(), "evaluations": int(best.shape[0]), "runs": runs}  # fmt: skip
+# ---------------------------------------------------------------------------------------- summaries
+
+
+def summarise_world(runs: dict[str, list[dict[str, Any]]], steps: int) -> dict[str, Any]:
+    """Per scheduler: finals, intervals, steps to target, shares; paired differences to uniform and the best peer."""
+    by_seed = {n: sorted(r, key=lambda x: x["seed"]) for n, r in runs.items()}
+    uni = np.array([r["accuracy"] for r in by_seed["uniform"]])
+    target = float(np.mean([smooth(c) for c in uni], axis=0)[steps // 2])
+    out: dict[str, Any] = {}
+    for name, rs in by_seed.items():
+        hits = [first_at(r["accuracy"], target) for r in rs]
+        out[name] = {
+            "final": [r["final"] for r in rs], "final_ci": ci([r["final"] for r in rs]),
+            "steps_to_target": hits, "steps_ci": ci([steps + 1 if h is None else h for h in hits]),
+            "reached": sum(h is not None for h in hits), "n": len(rs),
+            **{k: statistics.mean(r[k] for r in rs) for k in ("kept_share", "rows_per_round", "lucky_share_kept",
+                                                               "lucky_share_all", "missed_share_kept",
+                                                               "missed_share_all", "schedule_ms")},
+        }  # fmt: skip
+    peers = [n for n in out if is_peer(n)]
+    best = max(peers, key=lambda n: out[n]["final_ci"][0]) if peers else None
+    uni_f = out["uniform"]["final"]
+    diff_uniform = {n: paired(out[n]["final"], uni_f) for n in out if n != "uniform"}
+    diff_best = {n: paired(out[n]["final"], out[best]["final"]) for n in out if best and n != best}
+    return {"target": target, "best_peer": best, "schedulers": out, "diff_uniform": diff_uniform,
+            "diff_best_peer": diff_best}  # fmt: skip
+
+
+def verdict(worlds: dict[str, Any]) -> dict[str, Any]:
+    """The issue's test: the default not significantly below uniform anywhere, significantly above in >= 2
+    worlds, and no built-in peer significantly above it in more than one world."""
+    below, above, beaten = [], [], {}
+    for w, s in worlds.items():
+        d = s["diff_uniform"].get(DEFAULT)
+        if d is None:
+            continue
+        if d[2] < 0:
+            below.append(w)
+        if d[1] > 0:
+            above.append(w)
+        for peer in s["schedulers"]:
+            if is_peer(peer):
+                dp = paired(s["schedulers"][peer]["final"], s["schedulers"][DEFAULT]["final"])
+                if dp[1] > 0:
+                    beaten.setdefault(peer, []).append(w)
+    worst = max((len(v) for v in beaten.values()), default=0)
+    return {"below_uniform": below, "above_uniform": above, "peers_significantly_above": beaten,
+            "met": not below and len(above) >= 2 and worst <= 1}  # fmt: skip
+
+
+def label_snr(rs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Std of the observed round gain against the std of the true one-step gain of the selection."""
+    obs = np.array([g for r in rs for g in r["observed_gain"] if g is not None], dtype=float)
+    true = np.array([g for r in rs for g in (r["true_gain"] or []) if g is not None], dtype=float)
+    n = min(obs.size, true.size)
+    pairs = [(o, t) for r in rs for o, t in zip(r["observed_gain"], r["true_gain"] or [], strict=False)
+             if o is not None and t is not None]  # fmt: skip
+    o, t = (np.array(x, dtype=float) for x in zip(*pairs, strict=True)) if pairs else (obs[:0], true[:0])
+    corr = float(np.corrcoef(o, t)[0, 1]) if n > 2 and o.std() > 0 and t.std() > 0 else None
+    return {"observed_std": float(obs.std()) if obs.size else None,
+            "true_std": float(true.std()) if true.size else None,
+            "corr": corr, "rounds": len(pairs)}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------- timing
 
 
 def bench_timing(prompts: int, group: int, rounds: int, repeats: int) -> dict[str, Any]:
-    """Milliseconds of ``schedule()`` (and ``observe()``) at ``prompts x group`` rollouts a round after the
-    buffer holds ``rounds`` rounds of them; logprobs and a token payload of 16 columns ride along."""
+    """Milliseconds of ``schedule()`` and ``observe()`` at ``prompts x group`` rollouts a round after the buffer
+    holds ``rounds`` rounds of them; logprobs, answers and a token payload of 16 columns ride along."""
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(0)
     N = prompts * group
 
     def batch(t: int) -> Any:
-        reward = (torch.rand(N, generator=gen) < 0.4).float()
         return rlvr.RolloutBatch.from_tensors(
-            group=torch.arange(prompts).repeat_interleave(group), reward=reward,
+            group=torch.arange(prompts).repeat_interleave(group), reward=(torch.rand(N, generator=gen) < 0.4).float(),
             entropy=torch.rand(N, generator=gen), clip_ratio=torch.rand(N, generator=gen) * 0.1,
             length=torch.randint(1, 512, (N,), generator=gen).float(), truncated=torch.rand(N, generator=gen) < 0.05,
-            round=t, logprobs=-torch.rand(N, 16, generator=gen),
+            round=t, logprobs=-torch.rand(N, 16, generator=gen), answer=torch.randint(0, 4, (N,), generator=gen),
             payload={"tokens": torch.zeros(N, 16, dtype=torch.long)},
         )  # fmt: skip
 
-    out: dict[str, Any] = {"prompts": prompts, "group": group, "buffer_rollouts": N * rounds, "repeats": repeats}
+    S = rlvr.RolloutScheduler
     specs: dict[str, Callable[[], Any]] = {
-        **{f"cbs-{m}": (lambda m=m: rlvr.RolloutScheduler(mode=m, keep_fraction=KEEP, reuse=REUSE,
-                                                          buffer_rounds=rounds, seed=0))
+        **{f"default-{m}": (lambda m=m: S(mode=m, reuse=REUSE, buffer_rounds=rounds, seed=0))
            for m in ("group", "global", "both")},
-        "uniform": rlvr.UniformScheduler, "pods": lambda: rlvr.MaxVarianceScheduler(keep_fraction=KEEP),
+        **{f"paper-{m}": (lambda m=m: S(preset="paper", mode=m, reuse=REUSE, buffer_rounds=rounds, seed=0))
+           for m in ("group", "global", "both")},
+        "uniform": rlvr.UniformScheduler, "pods": lambda: rlvr.MaxVarianceScheduler(keep_fraction=0.5),
         "dapo": rlvr.DynamicSamplingFilter, "recency": lambda: rlvr.RecencyReplay(reuse=REUSE, buffer_rounds=rounds),
+        "priority-replay": lambda: rlvr.PriorityReplay(max_age=rounds - 1), "consistency": rlvr.ConsistencyFilter,
+        "overlong": rlvr.OverlongFilter,
     }  # fmt: skip
+    out: dict[str, Any] = {"prompts": prompts, "group": group, "buffer_rollouts": N * rounds, "repeats": repeats}
     for name, make in specs.items():
         sch, t = make(), 0
         for _ in range(rounds):  # fill the buffer
@@ -354,129 +270,77 @@ def bench_timing(prompts: int, group: int, rounds: int, repeats: int) -> dict[st
 # ---------------------------------------------------------------------------------------- tables, plot
 
 
-def fmt_ci(c: tuple[float, float, float] | list[float], digits: int = 3) -> str:
-    return f"{c[0]:.{digits}f} [{c[1]:.{digits}f}, {c[2]:.{digits}f}]"
-
-
-def curve_table(summary: dict[str, Any], sizes: dict[str, Any], config: SimConfig) -> str:
-    """One row per scheduler: final accuracy, steps / rollouts / backward passes to target, reached n/N."""
+def world_table(world: str, s: dict[str, Any], sizes: dict[str, Any]) -> str:
+    best = s["best_peer"]
     rows = []
-    bg = config.prompts_per_round * config.group_size
-    for name, r in summary["schedulers"].items():
-        reached = [x for x in r["backward_to_target"] if x is not None]
-        rows.append([name, fmt_ci(r["final_ci"]), fmt_ci(r["steps_ci"], 1),
-                     f"{r['steps_ci'][0] * bg:,.0f}", f"{statistics.mean(reached):,.0f}" if reached else "-",
-                     f"{r['reached']}/{r['n']}", f"{statistics.mean(r['accuracy_at_equal_backward']):.3f}",
-                     f"{statistics.mean(r['backward_total']):,.0f}",
-                     f"{r['lucky_share_kept']:.3f}", f"{r['schedule_ms_per_round']:.2f}"])  # fmt: skip
-    headers = ["scheduler", "final held-out acc. [95% CI]", "steps to target [95% CI]", "rollouts to target",
-               "backward passes to target", "reached", "acc. at equal backward passes", "backward passes (total)",
-               "lucky share of kept positives", "scheduler ms/round"]  # fmt: skip
-    title = (f"Schedulers in the simulator: {sizes['seeds']} seeds x {sizes['steps']} steps, "
-             f"B={config.prompts_per_round} prompts x G={config.group_size} rollouts, verifier false-positive rate "
-             f"{config.false_positive}, "
-             f"target accuracy {summary['target_accuracy']:.3f}")  # fmt: skip
-    notes = [
-        f"Target: {summary['target_rule']}. Steps to target: seeds that never reach it count as steps + 1 "
-        "(the interval is then a lower bound); rollouts to target = mean steps x B G (every scheduler generates "
-        "B G rollouts a round, so equal rollouts means equal steps); backward passes to target: mean over seeds "
-        f"that reached it. Accuracy at equal backward passes: at the first step with >= "
-        f"{summary['equal_backward_budget']:,.0f} rows trained (the smallest mean total of any scheduler). "
-        "Lucky share: verifier-accepted wrong answers among the fresh rows trained on with advantage > 0 (among all "
-        "generated: "
-        f"{summary['schedulers']['uniform']['lucky_share_all']:.3f})."
-    ]
+    for name, r in s["schedulers"].items():
+        du = s["diff_uniform"].get(name)
+        db = s["diff_best_peer"].get(name)
+        rows.append([
+            f"**{name}**" if name == DEFAULT else name, fmt_ci(r["final_ci"]),
+            "-" if du is None else fmt_ci(du, signed=True), "-" if db is None else fmt_ci(db, signed=True),
+            fmt_ci(r["steps_ci"], 1), f"{r['reached']}/{r['n']}", f"{r['kept_share']:.2f}",
+            f"{r['rows_per_round']:.0f}", f"{r['lucky_share_kept']:.3f}", f"{r['missed_share_kept']:.3f}",
+            f"{r['schedule_ms']:.2f}",
+        ])  # fmt: skip
+    u = s["schedulers"]["uniform"]
+    headers = ["scheduler", "final held-out acc. [95% CI]", "vs uniform (paired)", f"vs best peer ({best})",
+               "steps to target", "reached", "kept share", "rows/round", "lucky share of kept +",
+               "missed share of kept -", "ms/round"]  # fmt: skip
+    title = f"World `{world}` ({WORLDS[world][1]}): {sizes['seeds']} seeds x {sizes['steps']} steps"
+    notes = [f"Target {s['target']:.3f}; among all generated rows: lucky share of positives "
+             f"{u['lucky_share_all']:.3f}, missed share of negatives {u['missed_share_all']:.3f}."]  # fmt: skip
     return table(title, headers, rows, notes)
 
 
-def _num(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2f}"
-
-
-def _ratio(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2f}x"
-
-
-def comparison_table(summary: dict[str, Any]) -> str:
-    """CBS against uniform and PODS: ratios of mean steps to target, overlap, paired differences, verdict."""
+def summary_table(worlds: dict[str, Any], names: list[str]) -> str:
+    """One row per scheduler: paired difference to uniform in every world, significant ones marked."""
     rows = []
-    for cbs, c in summary["comparisons"].items():
-        u = c["uniform"]
-        rows.append([cbs, _ratio(u["ratio_of_means"]), "yes" if u["intervals_overlap"] else "no",
-                     fmt_ci(c["uniform"]["paired_diff_ci"], 1), _ratio(c["pods"]["ratio_of_means"]),
-                     "yes" if c["pods"]["intervals_overlap"] else "no", fmt_ci(c["pods"]["paired_diff_ci"], 1),
-                     "met" if c["target_met"] else "NOT met"])  # fmt: skip
-    headers = ["CBS mode", "steps / uniform", "CIs overlap", "paired diff. (steps)", "steps / PODS", "CIs overlap",
-               "paired diff. (steps)", f"target (<= {TARGET_RATIO}x uniform, <= PODS, CIs apart)"]  # fmt: skip
-    return table("CBS against uniform GRPO and PODS (steps to target)", headers, rows, [])
-
-
-def regret_table(regret: dict[str, Any]) -> str:
-    rows = []
-    for name, r in regret.items():
-        rows.append([name, f"{len(r['cumulative'])}", fmt_ci(r["final"], 4), fmt_ci(r["random_final"], 4),
-                     fmt_ci(r["ratio_to_random"], 2),
-                     fmt_ci(r["slope"], 2), fmt_ci(r["random_slope"], 2), fmt_ci(r["per_round_first_half"], 5),
-                     fmt_ci(r["per_round_second_half"], 5), f"{r['own_is_best_share']:.2f}",
-                     f"{r['mean_gain_own'] * 1e3:.3f} / {r['mean_gain_random'] * 1e3:.3f} / "
-                     f"{r['mean_gain_best'] * 1e3:.3f} / {r['mean_gain_keep_all'] * 1e3:.3f}"])  # fmt: skip
-    headers = ["scheduler", "seeds", "cumulative regret R(T)", "random selector R(T)", "R(T) / random's",
-               "log-log slope", "random slope", "regret/round, 1st half", "2nd half", "own = oracle",
-               "gain x1e3: own / random / oracle / keep-all"]  # fmt: skip
-    notes = [
-        "The bandit's label: "
-        + "; ".join(
-            f"{n}: std of observed r_t {r['label']['observed_std']:.4f}, std of the true gain of its "
-            f"selection {r['label']['true_gain_std']:.4f}, correlation {_num(r['label']['corr_observed_true'])}, "
-            f"oracle - random gain {r['label']['oracle_minus_random_mean']:.5f}"
-            for n, r in regret.items()
-        )
-        + ".",
-        "Regret of a round: best true one-step gain (exact expected accuracy on a fixed sample of training prompts) "
-        "over the family (own choice, 4 random, top/bottom by each feature, max-variance; same per-group budget) "
-        "minus the gain of the scheduler's own choice. Slope of log R(t) on log t over the last 3/4 of rounds: 1 "
-        "is linear, < 1 sublinear; gains shrink as the policy learns, so compare with the random selector's.",
-    ]
-    return table("Regret of CBS against the per-round family oracle", headers, rows, notes)
-
-
-def buffer_table(buf: dict[str, Any]) -> str:
-    base = buf["best"][0][0]
-    cols = zip(buf["buffers"], buf["best"], buf["nested"], buf["old_share"], strict=True)
-    rows = [[f"{L}", fmt_ci([x * 1e3 for x in b], 3), fmt_ci([x * 1e3 for x in n], 3),
-             f"{n[0] / base:.2f}x" if base > 0 else "-", f"{s:.2f}"] for L, b, n, s in cols]  # fmt: skip
-    headers = ["buffer (rounds)", "oracle gain x1e3 (own family)", "nested oracle gain x1e3", "nested / no buffer",
-               "buffered share of oracle's rows"]  # fmt: skip
-    notes = [
-        f"{buf['evaluations']} evaluations (rounds x seeds) along plain-GRPO trajectories; each family: 4 "
-        "random selections of B G / 2 pool rows and the top B G / 2 by each feature both ways."
-    ]
-    return table("The oracle's one-step gain as the buffer grows", headers, rows, notes)
+    for name in names:
+        if name == "uniform":
+            continue
+        cells = [f"**{name}**" if name == DEFAULT else name]
+        for s in worlds.values():
+            d = s["diff_uniform"].get(name)
+            mark = "" if d is None or (d[1] <= 0 <= d[2]) else (" (+)" if d[1] > 0 else " (-)")
+            cells.append("-" if d is None else f"{d[0]:+.3f}{mark}")
+        rows.append(cells)
+    rows.append(["best peer"] + [f"{s['best_peer']}" for s in worlds.values()])
+    notes = ["(+)/(-): the 95% interval of the paired difference excludes 0."]
+    return table("Final held-out accuracy minus uniform's, paired over seeds", ["scheduler", *worlds], rows, notes)
 
 
 def timing_table(timing: dict[str, Any]) -> str:
     rows = [[name, f"{r['schedule_ms_median']:.2f}", f"{r['schedule_ms_best']:.2f}", f"{r['observe_ms_median']:.2f}",
              "yes" if r["schedule_ms_median"] <= 10 else "NO"]
             for name, r in timing.items() if isinstance(r, dict)]  # fmt: skip
-    title = (
-        f"schedule() time: {timing['prompts']} prompts x {timing['group']} rollouts, buffer "
-        f"{timing['buffer_rollouts']:,} rollouts, {timing['repeats']} repeats, 1 thread"
-    )
+    title = (f"schedule() time: {timing['prompts']} prompts x {timing['group']} rollouts, buffer "
+             f"{timing['buffer_rollouts']:,} rollouts, {timing['repeats']} repeats, 1 thread")  # fmt: skip
     return table(title, ["scheduler", "schedule ms (median)", "(best)", "observe ms (median)", "<= 10 ms"], rows, [])
 
 
-def compact_json(report: dict[str, Any]) -> str:
-    """Indented JSON with every list of numbers on one line (the curves would otherwise take a line a number)."""
-    text = json.dumps(report, indent=1, default=str)
-    flat = re.compile(
-        r"\[\s*((?:-?[0-9.eE+-]+|null|NaN|-?Infinity)(?:,\s*(?:-?[0-9.eE+-]+|null|NaN|-?Infinity))*)\s*\]"
-    )
-    return flat.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text) + "\n"
+def paper_table(paper: dict[str, Any]) -> str:
+    rows = []
+    for key, p in paper.items():
+        for name, r in p["schedulers"].items():
+            d = p["diff_uniform"].get(name)
+            rows.append([key, name, fmt_ci(r["final_ci"]), "-" if d is None else fmt_ci(d, signed=True),
+                         f"{r['kept_share']:.2f}"])  # fmt: skip
+    notes = []
+    for key, p in paper.items():
+        snr = p["snr"]
+        if snr["observed_std"] is None or snr["true_std"] is None:
+            continue
+        corr = "-" if snr["corr"] is None else f"{snr['corr']:.2f}"
+        notes.append(f"{key}: the paper preset's round label: std of the observed r_t {snr['observed_std']:.4f}, std "
+                     f"of the true one-step gain of its selection {snr['true_std']:.4f}, correlation {corr} "
+                     f"({snr['rounds']} rounds).")  # fmt: skip
+    return table("Paper scale", ["setting", "scheduler", "final held-out acc.", "vs uniform (paired)", "kept share"],
+                 rows, notes)  # fmt: skip
 
 
-def plot(curves: dict[str, list[dict[str, Any]]], summary: dict[str, Any], regret: dict[str, Any],
-         buf: dict[str, Any] | None, bg: int, path: Path) -> bool:  # fmt: skip
-    """Accuracy vs steps (rollouts on the top axis) and vs backward passes, regret, oracle gain vs buffer."""
+def plot(worlds: dict[str, Any], runs: dict[str, dict[str, list[dict[str, Any]]]], path: Path) -> bool:
+    """Per world: held-out accuracy of uniform, the default and the world's best peer (mean, 95% band)."""
     try:
         import matplotlib
 
@@ -484,66 +348,31 @@ def plot(curves: dict[str, list[dict[str, Any]]], summary: dict[str, Any], regre
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, ax = plt.subplots(2, 2, figsize=(12, 8.4))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (name, runs) in enumerate((n, r) for n, r in curves.items() if not n.startswith("diag:")):
-        c = colors[i % len(colors)]
-        acc = np.array([r["accuracy"] for r in runs])
-        steps = np.arange(acc.shape[1])
-        m, lo, hi = _band(acc)
-        ls = "-" if name.startswith("cbs") else "--"
-        ax[0, 0].plot(steps, m, color=c, lw=1.4, ls=ls, label=name)
-        ax[0, 0].fill_between(steps, lo, hi, color=c, alpha=0.12, lw=0)
-        grid = np.linspace(0, min(r["backward"][-1] for r in runs), 200)
-        on_grid = np.array([np.interp(grid, r["backward"], r["accuracy"]) for r in runs])
-        m, lo, hi = _band(on_grid)
-        ax[0, 1].plot(grid, m, color=c, lw=1.4, ls=ls, label=name)
-        ax[0, 1].fill_between(grid, lo, hi, color=c, alpha=0.12, lw=0)
-    for a in (ax[0, 0], ax[0, 1]):
-        a.axhline(summary["target_accuracy"], color="k", lw=0.8, ls=":")
-        a.set_ylabel("held-out expected accuracy\n(mean, 95% band over seeds)")
-        a.grid(alpha=0.3)
-    ax[0, 0].set_xlabel("training steps")
-    top = ax[0, 0].secondary_xaxis("top", functions=(lambda s: s * bg, lambda r: r / bg))
-    top.set_xlabel("rollouts generated")
-    ax[0, 1].set_xlabel("backward passes (rows trained)")
-    ax[0, 0].legend(fontsize=8, ncol=2, frameon=False, loc="lower right")
-    for i, (name, r) in enumerate(regret.items()):
-        cum = np.array(r["cumulative"])
-        t = np.arange(1, cum.shape[1] + 1)
-        ax[1, 0].plot(t, cum.mean(0), color=colors[i], lw=1.4, label=f"{name} (slope {r['slope'][0]:.2f})")
-        ax[1, 0].plot(t, np.array(r["random_cumulative"]).mean(0), color=colors[i], lw=1, ls="--",
-                      label=f"random selector, same budget (slope {r['random_slope'][0]:.2f})")  # fmt: skip
-    ax[1, 0].set_xscale("log")
-    ax[1, 0].set_yscale("log")
-    ax[1, 0].set_xlabel("round t (log)")
-    ax[1, 0].set_ylabel("cumulative regret vs family oracle")
-    ax[1, 0].legend(fontsize=8, frameon=False)
-    ax[1, 0].grid(alpha=0.3, which="both")
-    L = buf["buffers"] if buf else []
-    for key, label in (("best", "own family (same size)"), ("nested", "nested (candidate sets grow)")):
-        if buf is None:
-            break
-        m = np.array([x[0] for x in buf[key]]) * 1e3
-        lo = np.array([x[1] for x in buf[key]]) * 1e3
-        hi = np.array([x[2] for x in buf[key]]) * 1e3
-        ax[1, 1].errorbar(L, m, yerr=[m - lo, hi - m], marker="o", capsize=3, label=label)
-    ax[1, 1].set_xlabel("buffer (past rounds in the pool)")
-    ax[1, 1].set_ylabel("oracle one-step gain x1e3 (95% CI)")
-    ax[1, 1].legend(fontsize=8, frameon=False)
-    ax[1, 1].grid(alpha=0.3)
+    n = len(worlds)
+    cols = 3
+    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(13, 3.6 * ((n + cols - 1) // cols)), squeeze=False)
+    styles = {"uniform": ("#555555", "--"), DEFAULT: ("#1f77b4", "-"), "best": ("#d62728", ":")}
+    for ax, (w, s) in zip(axes.flat, worlds.items(), strict=False):
+        for key, name in (("uniform", "uniform"), (DEFAULT, DEFAULT), ("best", s["best_peer"])):
+            if name is None or name not in runs[w]:
+                continue
+            acc = np.array([r["accuracy"] for r in runs[w][name]])
+            m, lo, hi = band(acc)
+            c, ls = styles[key]
+            label = f"best peer: {name}" if key == "best" else name
+            ax.plot(np.arange(acc.shape[1]), m, color=c, ls=ls, lw=1.5, label=label)
+            ax.fill_between(np.arange(acc.shape[1]), lo, hi, color=c, alpha=0.12, lw=0)
+        ax.set_title(f"{w}: {WORLDS[w][1]}", fontsize=8)
+        ax.set_xlabel("training steps")
+        ax.set_ylabel("held-out accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, frameon=False, loc="lower right")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return True
-
-
-def _band(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    m = x.mean(0)
-    if x.shape[0] < 2:
-        return m, m, m
-    h = sps.t.ppf(0.975, x.shape[0] - 1) * x.std(0, ddof=1) / math.sqrt(x.shape[0])
-    return m, m - h, m + h
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -552,81 +381,83 @@ def _band(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run every measurement, print the tables, write the JSON and the plot; returns the report."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer seeds and steps (<= 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="3 seeds x 40 steps, a smoke run")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    for flag in ("seeds", "steps", "regret-seeds", "regret-steps", "buffer-seeds", "buffer-steps"):
-        parser.add_argument(f"--{flag}", type=int, default=None, help="override the mode's size")
+    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--paper-seeds", type=int, default=None)
+    parser.add_argument("--paper-steps", type=int, default=None)
+    parser.add_argument("--worlds", nargs="*", default=None, choices=list(WORLDS))
+    parser.add_argument("--only", nargs="*", default=None, help="schedulers to run (uniform and the default always)")
+    parser.add_argument("--ablation", action="store_true", help="add the ablation variants of the default")
+    parser.add_argument("--paper-scale", action="store_true", help="add B = 256 x G = 16 runs (slow)")
     parser.add_argument("--timing", type=int, nargs=3, default=None, metavar=("PROMPTS", "G", "ROUNDS"))
-    parser.add_argument("--only", nargs="*", default=None, help="schedulers to run (uniform and pods always run)")
-    parser.add_argument("--diagnostics", action="store_true", help="add the diagnostic runs (diag:...)")
-    parser.add_argument("--false-positive", type=float, default=None, help="the verifier's false-positive rate")
-    parser.add_argument("--prompts-per-round", type=int, default=None, help="B (default 32)")
+    parser.add_argument("--no-timing", action="store_true")
     args = parser.parse_args(argv)
     sizes = dict(QUICK if args.quick else FULL)
-    for key in ("seeds", "steps", "regret_seeds", "regret_steps", "buffer_seeds", "buffer_steps", "timing"):
+    for key in ("seeds", "steps", "paper_seeds", "paper_steps", "timing"):
         if getattr(args, key) is not None:
             sizes[key] = getattr(args, key)
-    names = [n for n in makers() if args.only is None or n in args.only or n in ("uniform", "pods")]
-    names += list(diagnostic_makers()) if args.diagnostics else []
-    overrides = {"false_positive": args.false_positive, "prompts_per_round": args.prompts_per_round}
-    config = SimConfig(**{k: v for k, v in overrides.items() if v is not None})
-    cfg = {k: getattr(config, k) for k in config.__dataclass_fields__}
+    worlds = args.worlds or list(WORLDS)
+    names = [n for n in makers() if args.only is None or n in args.only or n in ("uniform", DEFAULT)]
+    if args.ablation:
+        names += list(ablation_makers())
     start, load_before = time.perf_counter(), os.getloadavg()
-    regret_names = [n for n in ("cbs-group", "cbs-both") if n in names]
-    jobs: list[Job] = [("regret", n, s, sizes["regret_steps"], cfg, 0) for n in regret_names
-                       for s in range(sizes["regret_seeds"])]  # fmt: skip
-    jobs += [("buffer", "uniform", s, sizes["buffer_steps"], cfg, sizes["buffer_every"])
-             for s in range(sizes["buffer_seeds"])]  # fmt: skip
-    jobs += [("curve", n, s, sizes["steps"], cfg, 0) for s in range(sizes["seeds"]) for n in names]
-    results = run_jobs(jobs, args.workers)
-    curves: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
-    regret_runs: dict[str, list[dict[str, Any]]] = {n: [] for n in regret_names}
-    buffer_runs = []
-    for kind, name, _seed, res in results:
-        if kind == "curve":
-            curves[name].append(res)
-        elif kind == "regret":
-            regret_runs[name].append(res)
+    jobs: list[Job] = [(w, n, s, sizes["steps"], {}) for w in worlds for s in range(sizes["seeds"]) for n in names]
+    paper_jobs: list[Job] = []
+    if args.paper_scale:
+        for w in ("iid", "mixture"):
+            for B, G in ((256, 16), (32, 8)):
+                for n in ("uniform", DEFAULT, "paper (cbs-group)"):
+                    extra = {"config": {"prompts_per_round": B, "group_size": G}, "true_gain": n.startswith("paper"),
+                             "key": f"{w}, B={B} x G={G}"}  # fmt: skip
+                    paper_jobs += [(w, n, s, sizes["paper_steps"], extra) for s in range(sizes["paper_seeds"])]
+    results = run_pool(_job, jobs + paper_jobs, args.workers, progress="bench_rlvr runs")
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {w: {n: [] for n in names} for w in worlds}
+    paper_runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for job, r in zip(jobs + paper_jobs, results, strict=True):
+        if job[4]:
+            paper_runs.setdefault(job[4]["key"], {}).setdefault(job[1], []).append(r)
         else:
-            buffer_runs.append(res)
+            runs[r["world"]][r["name"]].append(r)
     learn_s = time.perf_counter() - start
-    timing = bench_timing(*sizes["timing"], sizes["timing_repeats"])
-    bg = config.prompts_per_round * config.group_size
-    summary = summarise(curves, sizes["steps"], bg)
-    regret = {n: regret_summary(r) for n, r in regret_runs.items() if r}
-    buf = buffer_summary(buffer_runs) if buffer_runs else None
+    summaries = {w: summarise_world(runs[w], sizes["steps"]) for w in worlds}
+    paper = {}
+    for key, pr in paper_runs.items():
+        p = summarise_world(pr, sizes["paper_steps"])
+        p["snr"] = label_snr(pr["paper (cbs-group)"])
+        paper[key] = p
+    timing = None if args.no_timing else bench_timing(*sizes["timing"], sizes["timing_repeats"])
     report: dict[str, Any] = {
         "benchmark": "bench_rlvr", "mode": "quick" if args.quick else "full", "argv": sys.argv,
-        "machine": machine_info(1, DISTS), "sizes": sizes, "workers": args.workers, "sim_config": cfg,
-        "settings": {"keep_fraction": KEEP, "buffer_rounds": BUFFER_ROUNDS, "reuse": REUSE,
-                     "threshold_min_abs_advantage": MIN_ABS_ADV},
-        "target_accuracy": summary["target_accuracy"], "target_rule": summary["target_rule"],
-        "equal_backward_budget": summary["equal_backward_budget"],
-        "schedulers": summary["schedulers"], "comparisons": summary["comparisons"],
-        "curves": {n: {"accuracy": [[round(a, 5) for a in r["accuracy"]] for r in runs],
-                       "backward": [r["backward"] for r in runs]} for n, runs in curves.items()},
-        "regret": regret, "buffer": buf, "timing": timing,
+        "machine": machine_info(1, DISTS), "sizes": sizes, "workers": args.workers,
+        "worlds_config": {w: WORLDS[w][0] for w in worlds}, "worlds": summaries, "verdict": verdict(summaries),
+        "curves": {w: {n: [r["accuracy"] for r in rs] for n, rs in runs[w].items()} for w in worlds},
+        "paper_scale": paper, "timing": timing, "learning_s": learn_s,
     }  # fmt: skip
     report["elapsed_s"] = time.perf_counter() - start
-    report["learning_s"] = learn_s
     report["load_average_before_after"] = [load_before, os.getloadavg()]
     m = report["machine"]
     print(f"bench_rlvr ({report['mode']}): {m['cpu_model']}, {m['cores']} cores, {args.workers} workers x 1 torch "
           f"thread, load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after, "
           f"{report['elapsed_s']:.0f} s\n")  # fmt: skip
-    tables = [curve_table(summary, sizes, config), comparison_table(summary)]
-    if regret:
-        tables.append(regret_table(regret))
-    tables += [buffer_table(buf)] if buf else []
-    tables.append(timing_table(timing))
+    tables = [summary_table(summaries, names)] + [world_table(w, summaries[w], sizes) for w in worlds]
+    v = report["verdict"]
+    tables.append(
+        f"Verdict (default vs uniform and the peers): below uniform in {v['below_uniform'] or 'no world'}; above in "
+        f"{v['above_uniform'] or 'no world'}; peers significantly above it: {v['peers_significantly_above'] or 'none'}"
+        f" -> {'met' if v['met'] else 'NOT met'}."
+    )
+    if paper:
+        tables.append(paper_table(paper))
+    if timing:
+        tables.append(timing_table(timing))
     print("\n\n".join(tables))
     args.out.mkdir(parents=True, exist_ok=True)
-    text = compact_json(report)
-    for fname in ("results.json", "bench_rlvr.json"):
-        (args.out / fname).write_text(text)
-    report["plot"] = plot(curves, summary, regret, buf, bg, args.out / "rlvr.png")
-    print(f"\nwrote {args.out / 'results.json'}, {args.out / 'bench_rlvr.json'}, {args.out / 'rlvr.png'}")
+    (args.out / "bench_rlvr.json").write_text(compact_json(report))
+    report["plot"] = plot(summaries, runs, args.out / "rlvr_worlds.png")
+    print(f"\nwrote {args.out / 'bench_rlvr.json'} and {args.out / 'rlvr_worlds.png'}")
     return report
 
 

@@ -20,7 +20,8 @@ from .batch import RolloutBatch
 __all__ = ["Schedule", "Scheduler"]
 
 FORMAT = "banditlib.rlvr.scheduler"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+READABLE_VERSIONS = ("1", "2")  # 1: before the rule/label redesign, upgraded on load
 _REGISTRY: dict[str, type[Scheduler]] = {}
 S = TypeVar("S", bound="Scheduler")
 
@@ -51,6 +52,12 @@ class Schedule:
     def num_train(self) -> int:
         """Rollouts in the loss this round: fresh plus replayed."""
         return int(self.fresh.shape[0]) + len(self.replay)
+
+    @property
+    def kept_share(self) -> float:
+        """Share of the round's fresh rollouts kept, weighted: ``sum(fresh_weight) / N`` (1.0 keeps all)."""
+        n = int(self.scores.shape[0])
+        return float(self.fresh_weight.double().sum()) / n if n else 0.0
 
 
 class Scheduler:
@@ -87,6 +94,7 @@ class Scheduler:
     """
 
     name: str = "scheduler"
+    uses_probe: bool = False  # whether the scheduler reads a trusted `probe` batch (trainers skip building one)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -104,37 +112,45 @@ class Scheduler:
         """Constructor arguments, JSON-serialisable."""
         return {}
 
-    def schedule(self, batch: RolloutBatch) -> Schedule:
+    def schedule(self, batch: RolloutBatch, probe: RolloutBatch | None = None) -> Schedule:
         """Decide which of round ``t``'s fresh rollouts to train on and which buffered ones to replay.
 
         Args:
             batch: the round's rollouts (``N >= 1``, one ``round`` value, finite statistics).
+            probe: optional rollouts of a small trusted prompt set scored by a strict verifier (or their
+                reference answers), of the same round, with gradient sketches; used by schedulers that align
+                with a probe (:class:`~.peers.InfluenceFilter`), ignored by the others.
 
         Returns:
             The :class:`Schedule`.
 
         Raises:
             InvalidInputError: an empty batch, mixed or non-increasing rounds, NaN or infinite statistics,
-                or a batch the buffer cannot store; the state is unchanged.
+                a batch the buffer cannot store, or a probe of another round; the state is unchanged.
         """
         where = f"{type(self).__name__}.schedule()"
         round_ = self._check_batch(batch, where)
-        out = self._schedule(batch, round_, where)
+        self._check_probe(probe, round_, where)
+        out = self._schedule(batch, round_, where, probe)
         self._last_round, self._pending = round_, True
         return out
 
-    def observe(self, batch: RolloutBatch) -> float | None:
+    def observe(self, batch: RolloutBatch, probe: RolloutBatch | None = None) -> float | None:
         """Take the next round's fresh rollouts as the outcome of the last ``schedule``.
 
         Args:
             batch: round ``t + 1``'s rollouts (before ``schedule`` of that round).
+            probe: optional trusted probe rollouts of round ``t + 1`` (see :meth:`schedule`), for labels that
+                measure the last selection against a probe (:class:`~.labels.InfluenceLabel`).
 
         Returns:
-            The observed gain of round ``t`` (``None`` for schedulers that learn nothing).
+            The observed gain of round ``t`` for a round-level label, the mean label of the round's labelled
+            rollouts for a per-rollout label (``None`` for schedulers that learn nothing, or when nothing was
+            labelled).
 
         Raises:
             StateError: no ``schedule`` awaits its outcome.
-            InvalidInputError: a bad batch (as for :meth:`schedule`); the state is unchanged.
+            InvalidInputError: a bad batch or probe (as for :meth:`schedule`); the state is unchanged.
         """
         where = f"{type(self).__name__}.observe()"
         if not self._pending:
@@ -147,9 +163,26 @@ class Scheduler:
                 f"{where}: call schedule() on round t's rollouts before observe() on round t + 1's; {why}."
             )
         round_ = self._check_batch(batch, where)
-        out = self._observe(batch, round_, where)
+        self._check_probe(probe, round_, where)
+        out = self._observe(batch, round_, where, probe)
         self._pending = False
         return out
+
+    @staticmethod
+    def _check_probe(probe: RolloutBatch | None, round_: int, where: str) -> None:
+        if probe is None:
+            return
+        if not isinstance(probe, RolloutBatch):
+            raise InvalidInputError(f"{where}: `probe` must be a RolloutBatch or None; got {type(probe).__name__}.")
+        if len(probe) == 0:
+            raise InvalidInputError(f"{where}: `probe` holds no rollouts.")
+        probe.check_finite(f"{where} (probe)")
+        lo, hi = int(probe.round.min()), int(probe.round.max())
+        if lo != round_ or hi != round_:
+            raise InvalidInputError(
+                f"{where}: `probe` must come from the same round as `batch` ({round_}); got round {lo}"
+                f"{'' if lo == hi else f' to {hi}'}."
+            )
 
     def _check_batch(self, batch: RolloutBatch, where: str) -> int:
         if not isinstance(batch, RolloutBatch):
@@ -166,10 +199,10 @@ class Scheduler:
             )
         return lo
 
-    def _schedule(self, batch: RolloutBatch, round_: int, where: str) -> Schedule:
+    def _schedule(self, batch: RolloutBatch, round_: int, where: str, probe: RolloutBatch | None) -> Schedule:
         raise NotImplementedError
 
-    def _observe(self, batch: RolloutBatch, round_: int, where: str) -> float | None:
+    def _observe(self, batch: RolloutBatch, round_: int, where: str, probe: RolloutBatch | None) -> float | None:
         return None
 
     # ------------------------------------------------------------------------------------------ state
@@ -228,8 +261,15 @@ class Scheduler:
         """
         where = f"{cls.__name__}.load()"
         tensors, meta = read_tensors(path, where)
-        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        if meta.get("format") != FORMAT:
             raise InvalidInputError(f"{where}: {os.fspath(path)!r} is not a banditlib rollout-scheduler file.")
+        version = meta.get("format_version")
+        if version not in READABLE_VERSIONS:
+            raise InvalidInputError(
+                f"{where}: {os.fspath(path)!r} is a rollout-scheduler file of format version {version!r}; this "
+                f"banditlib "
+                f"reads versions {list(READABLE_VERSIONS)} (a newer banditlib wrote it?)."
+            )
         target = _REGISTRY.get(meta.get("class", ""))
         if target is None or not issubclass(target, cls):
             raise InvalidInputError(f"{where}: the file holds a {meta.get('class')!r}, not a {cls.__name__}.")
@@ -237,9 +277,17 @@ class Scheduler:
             config = json.loads(meta["config"])
         except (KeyError, json.JSONDecodeError):
             raise InvalidInputError(f"{where}: the file's constructor arguments are unreadable.") from None
+        config, tensors = target._upgrade(str(version), config, dict(tensors), where)
         obj = target._from_saved(config, tensors, meta, kwargs, where)
         obj.load_state_dict(tensors)
         return obj  # type: ignore[return-value]
+
+    @classmethod
+    def _upgrade(
+        cls, version: str, config: dict[str, Any], tensors: dict[str, torch.Tensor], where: str
+    ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """Convert the configuration and state of an older file format (identity unless a subclass changed)."""
+        return config, tensors
 
     @classmethod
     def _from_saved(

@@ -56,7 +56,7 @@ class UniformScheduler(Scheduler):
 
     name = "uniform"
 
-    def _schedule(self, batch: RolloutBatch, round_: int, where: str) -> Schedule:
+    def _schedule(self, batch: RolloutBatch, round_: int, where: str, probe: RolloutBatch | None) -> Schedule:
         return _fresh_only(batch, torch.arange(len(batch), device=batch.group.device))
 
 
@@ -123,7 +123,7 @@ class MaxVarianceScheduler(Scheduler):
     def config(self) -> dict[str, Any]:
         return {"keep_fraction": self.keep_fraction}
 
-    def _schedule(self, batch: RolloutBatch, round_: int, where: str) -> Schedule:
+    def _schedule(self, batch: RolloutBatch, round_: int, where: str, probe: RolloutBatch | None) -> Schedule:
         layout = GroupLayout.of(batch.group)
         keep = keep_counts(layout.counts, self.keep_fraction)
         return _fresh_only(batch, max_variance_subset(batch.reward, layout, keep))
@@ -158,7 +158,7 @@ class DynamicSamplingFilter(Scheduler):
     def config(self) -> dict[str, Any]:
         return {"tol": self.tol}
 
-    def _schedule(self, batch: RolloutBatch, round_: int, where: str) -> Schedule:
+    def _schedule(self, batch: RolloutBatch, round_: int, where: str, probe: RolloutBatch | None) -> Schedule:
         _, inv, counts = torch.unique(batch.group, return_inverse=True, return_counts=True)
         r = batch.reward.to(torch.float64)
         hi = torch.zeros(counts.shape[0], dtype=torch.float64, device=r.device).scatter_reduce(
@@ -200,7 +200,7 @@ class ThresholdScheduler(Scheduler):
     def config(self) -> dict[str, Any]:
         return {"min_abs_advantage": self.min_abs_advantage, "min_reward": self.min_reward}
 
-    def _schedule(self, batch: RolloutBatch, round_: int, where: str) -> Schedule:
+    def _schedule(self, batch: RolloutBatch, round_: int, where: str, probe: RolloutBatch | None) -> Schedule:
         keep = batch.advantage.abs() >= self.min_abs_advantage
         if self.min_reward is not None:
             keep &= batch.reward >= self.min_reward
@@ -249,7 +249,7 @@ class RecencyReplay(Scheduler):
             "max_buffer_rollouts": self.buffer.max_rollouts,
         }
 
-    def _schedule(self, batch: RolloutBatch, round_: int, where: str) -> Schedule:
+    def _schedule(self, batch: RolloutBatch, round_: int, where: str, probe: RolloutBatch | None) -> Schedule:
         buf, n, device = self.buffer, len(batch), batch.group.device
         buf.check_compatible(batch, where)
         reuse = n if self.reuse is None else self.reuse

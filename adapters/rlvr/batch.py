@@ -23,6 +23,8 @@ __all__ = ["RolloutBatch"]
 _FLOATS = ("reward", "advantage", "entropy", "clip_ratio", "length")
 # The per-row fields, in constructor order.
 FIELDS = ("group", "reward", "advantage", "entropy", "clip_ratio", "length", "truncated", "round")
+# Optional per-row tensors, in constructor order after ``payload`` (``logprobs`` comes before it).
+OPTIONAL = ("logprobs", "answer", "grad")
 # Statistics that must be finite (the scheduler's features and the gain are computed from them).
 FINITE_FIELDS = _FLOATS
 
@@ -61,9 +63,16 @@ class RolloutBatch:
         length: ``(N,)`` float32 completion length in tokens.
         truncated: ``(N,)`` bool, cut off at the maximum length.
         round: ``(N,)`` int64 the round that generated the rollout.
-        logprobs: ``(N, L)`` float32 behaviour per-token log-probs (padded; the payload carries the mask), or
-            ``None``.
+        logprobs: ``(N, L)`` float32 behaviour per-token log-probs (padded with 0 or ``-inf``; the payload
+            carries the mask), or ``None``.
         payload: name -> tensor with leading dimension ``N``, carried untouched.
+        answer: ``(N,)`` int64 id of each rollout's extracted final answer, or ``None``: within a group, equal
+            ids mean identical answers; ``-1`` means no answer could be extracted. Ids need not be comparable
+            across groups or rounds. The consistency features and labels are built on it.
+        grad: ``(N, k)`` float32 per-rollout gradient sketch, or ``None``: a fixed linear projection of the
+            gradient of the rollout's mean token log-prob with respect to (part of) the model's parameters, the
+            same projection in every round (see :mod:`~banditlib.adapters.rlvr.influence`). The influence label
+            and filter are built on it.
 
     Example:
         >>> import torch
@@ -91,6 +100,8 @@ class RolloutBatch:
     round: torch.Tensor
     logprobs: torch.Tensor | None = None
     payload: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    answer: torch.Tensor | None = None
+    grad: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         self._check_structure("RolloutBatch()")
@@ -120,6 +131,24 @@ class RolloutBatch:
                 )
             if t.device != device:
                 raise InvalidInputError(f"{where}: `logprobs` is on {t.device} but `group` is on {device}.")
+        if self.answer is not None:
+            t = self.answer
+            if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.shape[0] != n or t.dtype != torch.long:
+                raise InvalidInputError(
+                    f"{where}: `answer` must be None or an (N,) = ({n},) int64 tensor of answer ids; got "
+                    f"{_describe(t)}."
+                )
+            if t.device != device:
+                raise InvalidInputError(f"{where}: `answer` is on {t.device} but `group` is on {device}.")
+        if self.grad is not None:
+            t = self.grad
+            if not isinstance(t, torch.Tensor) or t.dim() != 2 or t.shape[0] != n or t.dtype != torch.float32:
+                raise InvalidInputError(
+                    f"{where}: `grad` must be None or an (N, k) = ({n}, k) float32 tensor of gradient sketches; got "
+                    f"{_describe(t)}."
+                )
+            if t.device != device:
+                raise InvalidInputError(f"{where}: `grad` is on {t.device} but `group` is on {device}.")
         if not isinstance(self.payload, Mapping):
             raise InvalidInputError(
                 f"{where}: `payload` must be a mapping of names to tensors; got {_describe(self.payload)}."
@@ -138,11 +167,15 @@ class RolloutBatch:
         Args:
             where: the public method on whose behalf the check runs, for the message.
         """
-        for name in FINITE_FIELDS:
+        for name in (*FINITE_FIELDS, "grad"):
             t = getattr(self, name)
-            if not V.all_finite(t):
+            if t is not None and not V.all_finite(t):
                 bad = int((~torch.isfinite(t)).sum())
                 raise InvalidInputError(f"{where}: `{name}` must be finite; got {bad} NaN or infinite value(s).")
+        if self.answer is not None and self.answer.numel() and int(self.answer.min()) < -1:
+            raise InvalidInputError(
+                f"{where}: `answer` ids must be >= 0, or -1 for 'no answer'; got {int(self.answer.min())}."
+            )
 
     # ------------------------------------------------------------------------------------------ constructors
 
@@ -160,6 +193,8 @@ class RolloutBatch:
         round: Any = 0,
         logprobs: Any = None,
         payload: Mapping[str, Any] | None = None,
+        answer: Any = None,
+        grad: Any = None,
     ) -> RolloutBatch:
         """Build a batch from plain tensors (or numpy arrays / sequences), validating everything.
 
@@ -176,13 +211,15 @@ class RolloutBatch:
             logprobs: ``(N, L)`` behaviour log-probs or ``None`` (not checked for finiteness: padding may be
                 ``-inf``).
             payload: name -> tensor with leading dimension ``N``.
+            answer: ``(N,)`` integer answer ids (``-1``: no answer) or ``None``; see the class attributes.
+            grad: ``(N, k)`` per-rollout gradient sketches (finite) or ``None``.
 
         Returns:
             The batch, every tensor on the device of ``reward`` (CPU for non-tensors).
 
         Raises:
             InvalidInputError: a wrong shape, dtype or device, NaN or infinite statistics (naming the field),
-                or truncation flags other than 0/1.
+                truncation flags other than 0/1, or answer ids below -1.
         """
         where = "RolloutBatch.from_tensors()"
         r0 = _as_tensor(reward, where, "reward")
@@ -244,7 +281,21 @@ class RolloutBatch:
         pl: dict[str, torch.Tensor] = {}
         for key, value in (payload or {}).items():
             pl[str(key)] = _as_tensor(value, where, f"payload[{key!r}]").to(device)
-        batch = cls(g, rew, adv, ent, clip, ln, tr, rnd, lp, pl)
+        ans = None
+        if answer is not None:
+            ans = V.as_index_tensor(_as_tensor(answer, where, "answer"), where, "answer", device=device)
+            if ans.shape != (n,):
+                raise InvalidInputError(
+                    f"{where}: `answer` must have shape (N,) = ({n},) to match `reward`; got {V.fmt_shape(ans.shape)}."
+                )
+        gr = None
+        if grad is not None:
+            gr = V.as_real_tensor(_as_tensor(grad, where, "grad"), where, "grad", dtype=torch.float32, device=device)
+            if gr.dim() != 2 or gr.shape[0] != n:
+                raise InvalidInputError(
+                    f"{where}: `grad` must have shape (N, k) with N = {n}; got {V.fmt_shape(gr.shape)}."
+                )
+        batch = cls(g, rew, adv, ent, clip, ln, tr, rnd, lp, pl, ans, gr)
         batch.check_finite(where)
         return batch
 
@@ -259,7 +310,7 @@ class RolloutBatch:
         Args:
             groups: per group a mapping with the keys of :meth:`from_tensors` except ``group`` and ``round``
                 (``reward``, ``entropy``, ``length`` required; ``advantage``, ``clip_ratio``, ``truncated``,
-                ``logprobs``, ``payload`` optional, and present in every group or in none).
+                ``logprobs``, ``payload``, ``answer``, ``grad`` optional, and present in every group or in none).
             round: the round of every row.
 
         Returns:
@@ -273,7 +324,9 @@ class RolloutBatch:
         if not isinstance(groups, Sequence) or len(groups) == 0:
             raise InvalidInputError(f"{where}: `groups` must be a non-empty sequence of mappings; got {groups!r:.80}.")
         keys = set(groups[0])
-        allowed = {"reward", "advantage", "entropy", "clip_ratio", "length", "truncated", "logprobs", "payload"}
+        allowed = {"reward", "advantage", "entropy", "clip_ratio", "length", "truncated", "logprobs", "payload",
+                   "answer",
+                   "grad"}  # fmt: skip
         cols: dict[str, list[torch.Tensor]] = {}
         payload: dict[str, list[torch.Tensor]] = {}
         sizes = []
@@ -336,12 +389,13 @@ class RolloutBatch:
             [getattr(self, f)[index] for f in FIELDS],
             None if self.logprobs is None else self.logprobs[index],
             {k: v[index] for k, v in self.payload.items()},
+            *(None if t is None else t[index] for t in (self.answer, self.grad)),
         )
 
     @classmethod
     def cat(cls, batches: Sequence[RolloutBatch]) -> RolloutBatch:
-        """Concatenate batches row-wise. They must agree on ``logprobs`` presence and width and on payload keys
-        and trailing shapes.
+        """Concatenate batches row-wise. They must agree on ``logprobs``, ``answer`` and ``grad`` presence (and
+        widths) and on payload keys and trailing shapes.
 
         Raises:
             InvalidInputError: no batches, or batches that disagree.
@@ -352,17 +406,22 @@ class RolloutBatch:
         first = batches[0]
         keys = set(first.payload)
         for i, b in enumerate(batches):
-            if (b.logprobs is None) != (first.logprobs is None) or set(b.payload) != keys:
-                raise InvalidInputError(
-                    f"{where}: batch {i} disagrees with batch 0 on `logprobs` presence or payload keys."
-                )
+            for name in OPTIONAL:
+                if (getattr(b, name) is None) != (getattr(first, name) is None):
+                    raise InvalidInputError(f"{where}: batch {i} disagrees with batch 0 on `{name}` presence.")
+            if set(b.payload) != keys:
+                raise InvalidInputError(f"{where}: batch {i} disagrees with batch 0 on the payload keys.")
+
+        def joined(name: str) -> torch.Tensor | None:
+            return None if getattr(first, name) is None else torch.cat([getattr(b, name) for b in batches])
+
         try:
             cols = [torch.cat([getattr(b, f) for b in batches]) for f in FIELDS]
-            lp = None if first.logprobs is None else torch.cat([b.logprobs for b in batches])  # type: ignore[misc]
             pl = {k: torch.cat([b.payload[k] for b in batches]) for k in keys}
+            lp, ans, gr = (joined(name) for name in OPTIONAL)
         except RuntimeError as exc:
             raise InvalidInputError(f"{where}: the batches' shapes or devices do not fit together: {exc}") from None
-        return make_batch(cols, lp, pl)
+        return make_batch(cols, lp, pl, ans, gr)
 
     def group_ids(self) -> torch.Tensor:
         """The distinct group ids, ascending: ``(G,)`` int64."""
@@ -374,6 +433,7 @@ class RolloutBatch:
             [getattr(self, f).to(device) for f in FIELDS],
             None if self.logprobs is None else self.logprobs.to(device),
             {k: v.to(device) for k, v in self.payload.items()},
+            *(None if t is None else t.to(device) for t in (self.answer, self.grad)),
         )
 
     @classmethod
@@ -383,11 +443,15 @@ class RolloutBatch:
 
 
 def make_batch(
-    cols: Sequence[torch.Tensor], logprobs: torch.Tensor | None, payload: Mapping[str, torch.Tensor]
+    cols: Sequence[torch.Tensor],
+    logprobs: torch.Tensor | None,
+    payload: Mapping[str, torch.Tensor],
+    answer: torch.Tensor | None = None,
+    grad: torch.Tensor | None = None,
 ) -> RolloutBatch:
     """A batch from the eight per-row columns in :data:`FIELDS` order (structure checked, data not)."""
     g, r, a, e, c, n, t, rd = cols
-    return RolloutBatch(g, r, a, e, c, n, t, rd, logprobs, payload)
+    return RolloutBatch(g, r, a, e, c, n, t, rd, logprobs, payload, answer, grad)
 
 
 def grpo_advantage(group: torch.Tensor, reward: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
@@ -420,6 +484,8 @@ class GroupLayout:
         position: ``(N,)`` int64 position of each row within its group (row order).
         padded: ``(G, G_max)`` int64 row index at each (group, position), ``-1`` in the padding.
         mask: ``(G, G_max)`` bool, ``True`` where ``padded`` holds a row.
+        cache: per-batch results computed from this layout (the answer statistics), so that the features
+            and the label of one ``schedule`` call compute them once.
     """
 
     inverse: torch.Tensor
@@ -427,6 +493,7 @@ class GroupLayout:
     position: torch.Tensor
     padded: torch.Tensor
     mask: torch.Tensor
+    cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, group: torch.Tensor) -> GroupLayout:

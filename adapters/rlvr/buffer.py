@@ -18,7 +18,7 @@ from banditlib import _validation as V
 from banditlib._io import read_tensors, write_tensors
 from banditlib.errors import InvalidInputError
 
-from .batch import FIELDS, RolloutBatch, make_batch
+from .batch import FIELDS, OPTIONAL, RolloutBatch, make_batch
 
 __all__ = ["RolloutBuffer"]
 
@@ -37,7 +37,8 @@ class RolloutBuffer:
     * **Ragged trailing shapes.** ``logprobs`` and payload tensors whose trailing sizes differ between rounds
       are right-padded with zeros to the largest size seen (so right-padded token ids stay consistent with
       their right-padded masks; pad left-padded tensors such as prompt ids to a fixed width yourself). Keys,
-      dtypes and number of dimensions must not change, nor may ``logprobs`` appear or disappear.
+      dtypes and number of dimensions must not change, nor may ``logprobs``, ``answer`` or ``grad`` appear or
+      disappear (``grad`` keeps its width).
     * **Uses.** :meth:`add_uses` counts every selection of a row for training (fresh or replayed).
 
     Args:
@@ -66,7 +67,7 @@ class RolloutBuffer:
         self.max_rollouts = V.check_int(max_rollouts, where, "max_rollouts", allow_none=True)
         self._store: dict[str, torch.Tensor] = {}
         self._payload_keys: tuple[str, ...] = ()
-        self._has_logprobs = False
+        self._optional: tuple[str, ...] = ()  # the optional fields (logprobs, answer, grad) the rows carry
         self._capacity = 0
         self._head = 0
         self._size = 0
@@ -132,7 +133,8 @@ class RolloutBuffer:
         return torch.cat([store[start:], store[: end - self._capacity]])
 
     def column(self, name: str, slots: torch.Tensor) -> torch.Tensor:
-        """A stored column at ``slots``: a field name, ``uses``, ``features``, ``logprobs`` or ``payload.<key>``."""
+        """A stored column at ``slots``: a field name, ``uses``, ``features``, an optional field (``logprobs``,
+        ``answer``, ``grad``) the rows carry, or ``payload.<key>``."""
         return self._store[name][slots]
 
     def uses_at(self, slots: torch.Tensor) -> torch.Tensor:
@@ -150,8 +152,9 @@ class RolloutBuffer:
             raise InvalidInputError("RolloutBuffer.rows(): the buffer is empty (nothing was pushed yet).")
         return make_batch(
             [s[f][slots] for f in FIELDS],
-            s["logprobs"][slots] if self._has_logprobs else None,
+            s["logprobs"][slots] if "logprobs" in self._optional else None,
             {k: s[f"payload.{k}"][slots] for k in self._payload_keys},
+            *(s[f][slots] if f in self._optional else None for f in ("answer", "grad")),
         )
 
     def batch(self) -> RolloutBatch:
@@ -177,10 +180,17 @@ class RolloutBuffer:
             raise InvalidInputError(
                 f"{where}: `features` has {features.shape[1]} columns; the buffer stores {self.feature_dim}."
             )
-        if (batch.logprobs is not None) != self._has_logprobs:
+        for name in OPTIONAL:
+            have = getattr(batch, name) is not None
+            if have != (name in self._optional):
+                raise InvalidInputError(
+                    f"{where}: `{name}` must be {'given' if not have else 'None'} in every round, as in the first "
+                    "round "
+                    f"stored; got {'None' if not have else 'a tensor'}."
+                )
+        if batch.grad is not None and batch.grad.shape[1] != self._store["grad"].shape[1]:
             raise InvalidInputError(
-                f"{where}: `logprobs` must be {'given' if self._has_logprobs else 'None'} in every round, as in the "
-                f"first round stored; got {'None' if batch.logprobs is None else 'a tensor'}."
+                f"{where}: `grad` must keep its width {self._store['grad'].shape[1]}; got {batch.grad.shape[1]}."
             )
         if tuple(sorted(batch.payload)) != self._payload_keys:
             raise InvalidInputError(
@@ -218,12 +228,13 @@ class RolloutBuffer:
         cols = {f: getattr(batch, f) for f in FIELDS}
         cols["features"] = feats.to(torch.float32)
         cols["uses"] = torch.zeros(n, dtype=torch.long, device=batch.group.device)
-        if batch.logprobs is not None:
-            cols["logprobs"] = batch.logprobs
+        for name in OPTIONAL:
+            if getattr(batch, name) is not None:
+                cols[name] = getattr(batch, name)
         cols.update({f"payload.{k}": v for k, v in batch.payload.items()})
         if not self._store:
             self._payload_keys = tuple(sorted(batch.payload))
-            self._has_logprobs = batch.logprobs is not None
+            self._optional = tuple(name for name in OPTIONAL if getattr(batch, name) is not None)
             cap = self.rounds * n if self.max_rollouts is None else min(self.rounds * n, self.max_rollouts)
             self._allocate(cols, cap)
         e = self.evictions(n)
@@ -336,13 +347,13 @@ class RolloutBuffer:
             ):
                 raise InvalidInputError(f"{where}: `uses` must be int64 and `features` a float32 matrix.")
             if size:
-                make_batch([rows[f] for f in FIELDS], rows.get("logprobs"), {})  # dtype/shape check
+                make_batch([rows[f] for f in FIELDS], rows.get("logprobs"), {}, rows.get("answer"), rows.get("grad"))
         store = {k: v.new_zeros((capacity, *v.shape[1:])) for k, v in rows.items()}
         for k, v in rows.items():
             store[k][:size] = v
         self._store = store
         self._payload_keys = tuple(sorted(k.removeprefix("payload.") for k in rows if k.startswith("payload.")))
-        self._has_logprobs = "logprobs" in rows
+        self._optional = tuple(name for name in OPTIONAL if name in rows)
         self._capacity = capacity if rows else 0
         self._head, self._size = 0, size
         self._round_ids, self._round_counts = ids, counts

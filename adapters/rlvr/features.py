@@ -1,6 +1,16 @@
 """The context of a rollout: :class:`RolloutFeaturizer`.
 
-Default features, the ten of CBS (Lu et al. 2026), in this order:
+Three lists of built-in features:
+
+- :data:`DEFAULT_FEATURES`, what :class:`~.scheduler.RolloutScheduler` uses by default: five 0/1 indicators
+  of a reward that may mislead (``answer_conflict``, ``truncated_negative``, ``low_pass_accepted``,
+  ``accepted``, ``truncated``), left unnormalised, so a linear model learns, per indicator, how much harm it
+  signals in the world at hand;
+- :data:`PAPER_FEATURES`, the ten of CBS (Lu et al. 2026), used by ``preset="paper"``;
+- :data:`CONSISTENCY_FEATURES`, answer and reward consistency within the group (needs ``answer``; zero
+  without it), the log-prob of the sequence, and an interaction.
+
+The ten of CBS, in this order:
 
 - ``age``: rounds since the rollout was generated (0 for fresh rollouts);
 - ``uses``: times it was already selected for training;
@@ -14,13 +24,31 @@ Default features, the ten of CBS (Lu et al. 2026), in this order:
 - ``group_mean_reward``: mean reward of its group (pass rate for 0/1 rewards);
 - ``group_reward_std``: reward standard deviation of its group (population; 0 for a group of one).
 
+The consistency features (see :class:`~.consistency.AnswerStats`; *accepted* means ``reward >
+accept_threshold``, *finished* means not truncated):
+
+- ``accepted``: 1 if accepted;
+- ``answer_conflict``: 1 if accepted while another finished rollout of its group with the same answer was
+  rejected (the signature of a noisy verifier's false positive);
+- ``truncated_negative``: 1 if truncated with a negative advantage (a correct answer cut off is pushed down:
+  the case of DAPO's overlong filtering);
+- ``low_pass_accepted``: 1 if accepted in a group whose pass rate is at most ``low_pass`` (lucky guesses live
+  in groups the policy rarely solves);
+- ``answer_share``: share of the group with the same answer; ``answer_agreement``: share of the group's
+  accepted rollouts with the same answer; ``accepted_answers``: distinct accepted answers in the group;
+  ``reward_deviation``: reward minus the mean reward of the group's identical answers;
+- ``seq_logprob``: the sum of the behaviour log-probs (finite entries; 0 without ``logprobs``);
+- ``reward_x_pass``: reward times the group's mean reward, the interaction a linear score needs to treat the
+  positives of low-pass and high-pass groups differently.
+
 ``age`` and ``uses`` change while a rollout sits in the buffer (they are *dynamic*); the others are fixed when
 the rollout is generated (*static*), so the buffer stores them once. Features are normalised online,
 ``z = clip((x - mean) / sqrt(var + 1e-8), -clip, clip)``, with a running mean and variance per feature (exact
 pooled statistics in float64, saved with the state): a static feature counts every rollout once, when it is
 fresh; ``age`` and ``uses`` count every candidate scored, as they change. A constant ``intercept`` column of
 ones is appended: it absorbs the average gain, so the feature weights only explain differences between
-selections.
+selections. Features that only take the values 0 and 1 are never normalised when ``normalize`` is left at
+its automatic setting and every feature is binary (:data:`DEFAULT_FEATURES`).
 """
 
 from __future__ import annotations
@@ -33,10 +61,11 @@ from banditlib import _validation as V
 from banditlib.errors import InvalidInputError
 
 from .batch import GroupLayout, RolloutBatch
+from .consistency import AnswerStats
 
-__all__ = ["DEFAULT_FEATURES", "RolloutFeaturizer"]
+__all__ = ["ALL_FEATURES", "CONSISTENCY_FEATURES", "DEFAULT_FEATURES", "PAPER_FEATURES", "RolloutFeaturizer"]
 
-DEFAULT_FEATURES = (
+PAPER_FEATURES = (
     "age",
     "uses",
     "entropy",
@@ -48,7 +77,30 @@ DEFAULT_FEATURES = (
     "group_mean_reward",
     "group_reward_std",
 )
+CONSISTENCY_FEATURES = (
+    "accepted",
+    "answer_conflict",
+    "truncated_negative",
+    "low_pass_accepted",
+    "answer_share",
+    "answer_agreement",
+    "accepted_answers",
+    "reward_deviation",
+    "seq_logprob",
+    "reward_x_pass",
+)
+DEFAULT_FEATURES = ("answer_conflict", "truncated_negative", "low_pass_accepted", "accepted", "truncated")
+ALL_FEATURES = (*PAPER_FEATURES, *CONSISTENCY_FEATURES)
+BINARY = frozenset({"accepted", "answer_conflict", "truncated_negative", "low_pass_accepted", "truncated"})
 DYNAMIC = ("age", "uses")
+_ANSWER = {
+    "accepted": lambda s: s.accepted.float(),
+    "answer_conflict": lambda s: s.conflict.float(),
+    "answer_share": lambda s: s.answer_share,
+    "answer_agreement": lambda s: s.agreement,
+    "accepted_answers": lambda s: s.accepted_answers,
+    "reward_deviation": lambda s: s.reward_deviation,
+}
 _EPS = 1e-8
 
 
@@ -70,6 +122,12 @@ _BUILTIN: dict[str, Callable[[RolloutBatch], torch.Tensor]] = {
     "length": lambda b: b.length,
     "reward": lambda b: b.reward,
     "advantage": lambda b: b.advantage,
+    "truncated_negative": lambda b: (b.truncated & (b.advantage < 0)).float(),
+    "seq_logprob": lambda b: (
+        torch.zeros(len(b), device=b.group.device)
+        if b.logprobs is None
+        else torch.where(torch.isfinite(b.logprobs), b.logprobs, 0.0).sum(1)
+    ),
 }
 
 
@@ -81,9 +139,12 @@ class RolloutFeaturizer:
         add: extra *static* features, name -> function of a :class:`RolloutBatch` returning ``(N,)`` values;
             appended after ``features``.
         drop: names to remove from ``features`` (handy with the default list).
-        normalize: whether to standardise with the running statistics (``False``: raw values).
+        normalize: whether to standardise with the running statistics (``False``: raw values); ``None``
+            (default): standardise unless every feature is a built-in 0/1 indicator.
         intercept: whether to append a constant column of ones (not normalised).
         clip: bound on the absolute value of a normalised feature (``> 0``).
+        accept_threshold: a rollout counts as accepted when ``reward > accept_threshold``.
+        low_pass: the pass-rate bound of ``low_pass_accepted``, in ``[0, 1]``.
 
     Attributes:
         names: ``(d,)`` names of the context columns, ``intercept`` last when present.
@@ -91,9 +152,11 @@ class RolloutFeaturizer:
 
     Example:
         >>> import torch
-        >>> f = RolloutFeaturizer(drop=["length"])
-        >>> f.dim, f.names[-2:]
-        (10, ('group_reward_std', 'intercept'))
+        >>> RolloutFeaturizer().names
+        ('answer_conflict', 'truncated_negative', 'low_pass_accepted', 'accepted', 'truncated', 'intercept')
+        >>> f = RolloutFeaturizer(PAPER_FEATURES, drop=["length"])
+        >>> f.dim, f.names[-2:], f.normalize
+        (10, ('group_reward_std', 'intercept'), True)
         >>> b = RolloutBatch.from_groups([{"reward": [1.0, 0.0], "entropy": [0.2, 0.4], "length": [5, 7]}])
         >>> raw = f.raw(b)
         >>> raw[:, f.names.index("group_mean_reward")].tolist()
@@ -103,7 +166,7 @@ class RolloutFeaturizer:
 
     References:
         Lu et al. Contextual Rollout Bandits for Reinforcement Learning with Verifiable Rewards, arXiv
-        2602.08499, 2026 (the ten features).
+        2602.08499, 2026 (the ten features); Yu et al. DAPO, arXiv 2503.14476, 2025 (overlong filtering).
     """
 
     def __init__(
@@ -112,17 +175,21 @@ class RolloutFeaturizer:
         *,
         add: Mapping[str, Callable[[RolloutBatch], torch.Tensor]] | None = None,
         drop: Sequence[str] = (),
-        normalize: bool = True,
+        normalize: bool | None = None,
         intercept: bool = True,
         clip: float = 5.0,
+        accept_threshold: float = 0.5,
+        low_pass: float = 0.25,
     ) -> None:
         where = "RolloutFeaturizer()"
+        if isinstance(features, str):
+            raise InvalidInputError(f"{where}: `features` must be a sequence of names, not the string {features!r}.")
         names = list(DEFAULT_FEATURES if features is None else features)
-        known = set(DEFAULT_FEATURES)
+        known = set(ALL_FEATURES)
         for name in [*names, *drop]:
             if name not in known:
                 raise InvalidInputError(
-                    f"{where}: unknown feature {name!r}; built-in features are {list(DEFAULT_FEATURES)} (use `add=` "
+                    f"{where}: unknown feature {name!r}; built-in features are {list(ALL_FEATURES)} (use `add=` "
                     f"for your own)."
                 )
         if len(set(names)) != len(names):
@@ -138,7 +205,11 @@ class RolloutFeaturizer:
         if not self.feature_names:
             raise InvalidInputError(f"{where}: at least one feature is needed; all were dropped.")
         self.extra = extra
+        if normalize is None:
+            normalize = not all(n in BINARY for n in self.feature_names)
         self.normalize = bool(normalize)
+        self.accept_threshold = V.check_float(accept_threshold, where, "accept_threshold")
+        self.low_pass = V.check_float(low_pass, where, "low_pass", low=0.0, high=1.0)
         self.intercept = bool(intercept)
         self.clip = V.check_float(clip, where, "clip", low=0.0, low_open=True)
         self.names: tuple[str, ...] = (*self.feature_names, "intercept") if self.intercept else self.feature_names
@@ -161,6 +232,8 @@ class RolloutFeaturizer:
             "normalize": self.normalize,
             "intercept": self.intercept,
             "clip": self.clip,
+            "accept_threshold": self.accept_threshold,
+            "low_pass": self.low_pass,
         }
 
     # ------------------------------------------------------------------------------------------ raw features
@@ -174,11 +247,22 @@ class RolloutFeaturizer:
         """
         cols = []
         stats: tuple[torch.Tensor, torch.Tensor] | None = None
+        answers: AnswerStats | None = None
         for name in self.static_names:
-            if name in ("group_mean_reward", "group_reward_std"):
+            if name in ("group_mean_reward", "group_reward_std", "reward_x_pass"):
                 if stats is None:
                     stats = _group_stats(batch, layout)
-                cols.append(stats[0] if name == "group_mean_reward" else stats[1])
+                if name == "reward_x_pass":
+                    cols.append(batch.reward * stats[0])
+                else:
+                    cols.append(stats[0] if name == "group_mean_reward" else stats[1])
+            elif name in _ANSWER or name == "low_pass_accepted":
+                if answers is None:
+                    answers = AnswerStats.of(batch, layout, self.accept_threshold)
+                if name == "low_pass_accepted":
+                    cols.append((answers.accepted & (answers.pass_rate <= self.low_pass)).float())
+                else:
+                    cols.append(_ANSWER[name](answers))
             elif name in _BUILTIN:
                 cols.append(_BUILTIN[name](batch))
             else:

@@ -1,10 +1,11 @@
-"""CBS, the contextual rollout bandit: :class:`RolloutScheduler`.
+"""The learned rollout scheduler: :class:`RolloutScheduler`.
 
 Each rollout is an arm described by its features (:class:`~.features.RolloutFeaturizer`); a bandit policy
-scores them; the scheduler keeps the best-scored rollouts of each group (noise-aware intra-group selection)
-and/or picks the best-scored rollouts over the buffer of recent rounds (historical reuse). One round later
-the performance gain of the round (:class:`~.reward.GainReward`) arrives and becomes the reward of every
-rollout that was selected.
+scores them; a selection rule (:mod:`~.rules`) turns the scores into the rows to train on, within each group
+and/or over the buffer of recent rounds (historical reuse); a label (:mod:`~.labels`) computed from the round
+(and the next one) teaches the policy which rollouts help. ``preset="paper"`` is CBS as published (a fixed
+per-group budget, the round's performance gain as the label); the default is the configuration that measured
+best across the simulator's verifier-fault worlds (docs/rlvr.md).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,110 +24,110 @@ from banditlib.errors import InvalidInputError, StateError
 from banditlib.policies import LinTS, LinUCB, Policy
 from banditlib.policies.base import registered_policies
 
-from ._base import Schedule, Scheduler, keep_counts, rank_keys, tie_keys, top_per_group
+from ._base import Schedule, Scheduler, rank_keys, tie_keys
 from .batch import GroupLayout, RolloutBatch
 from .buffer import RolloutBuffer
-from .features import RolloutFeaturizer
+from .features import PAPER_FEATURES, RolloutFeaturizer
+from .labels import ConsistencyLabel, InfluenceLabel, RolloutLabel, RoundGain, label_from_config
 from .reward import GainReward
+from .rules import SelectionRule, Threshold, TopFraction, rule_from_config
 
-__all__ = ["MODES", "RolloutScheduler"]
+__all__ = ["MODES", "PRESETS", "RolloutScheduler"]
 
 MODES = ("group", "global", "both")
-# Default policy: LinUCB over the normalised features, see the class docstring for alpha; forget = 0.99 per
-# round remembers about 100 rounds, long enough to average the noisy gains and short enough to follow the
-# drift of a model in training.
-DEFAULT_ALPHA = 0.1
-DEFAULT_FORGET = 0.99
-_LABEL_CLIP = 5.0
+PRESETS = ("default", "paper")
+# The default policy over the default features (five 0/1 indicators + intercept) with the consistency label
+# (+1/-1 per rollout): alpha = 1 because the label has unit scale; forget = 0.99 per round follows the drift
+# of which indicators mislead as the model trains (docs/rlvr.md, the ablation).
+DEFAULT_ALPHA, DEFAULT_FORGET = 1.0, 0.99
+# The paper preset: LinUCB over the ten normalised features; forget = 0.99 per round remembers about 100
+# rounds, long enough to average the noisy gains and short enough to follow the drift of a model in training.
+PAPER_ALPHA, PAPER_FORGET = 0.1, 0.99
 
 
 class RolloutScheduler(Scheduler):
-    """CBS: choose which rollouts to train on with a contextual bandit, rewarded by the round's gain.
+    """Choose which rollouts to train on with a contextual bandit that learns which rollouts help.
+
+    **Presets.** ``preset="default"``: per rollout, five 0/1 indicators of a reward that may mislead
+    (:data:`~.features.DEFAULT_FEATURES`: an accepted answer that an identical finished answer of its group
+    was rejected for, a truncated rollout pushed down, an accepted rollout in a group that is rarely solved,
+    accepted, truncated) and an intercept; a LinUCB model of the self-supervised
+    :class:`~.labels.ConsistencyLabel` (does the rollout's reward agree with the verdict on identical answers
+    in its group), updated with every labelled rollout, kept or not; the :class:`~.rules.Threshold` rule
+    (keep a rollout unless its upper confidence bound is below 0: no fixed budget, so a scheduler that has
+    learned nothing keeps everything); no replay. It needs ``RolloutBatch.answer`` (without it nothing is
+    labelled and every rollout is kept; a warning says so once). ``preset="paper"``: CBS as published (the ten
+    features of :data:`~.features.PAPER_FEATURES`, normalised; LinUCB with ``alpha = 0.1``; the top half of
+    each group; the round's performance gain :class:`~.labels.RoundGain` as the label shared by every
+    selected rollout). Every argument given explicitly replaces that part of the preset.
 
     **Modes** (``name`` is ``cbs-<mode>``):
 
-    * ``"group"``: keep the ``ceil(keep_fraction * n_g)`` best-scored rollouts of each group (at least one,
-      so a group of one is kept); no replay.
-    * ``"global"``: no per-group filter; pick ``K = N + reuse`` rollouts over the fresh batch *and* the older
-      buffered rollouts together (``N`` = fresh rollouts). Picked fresh rows go to ``fresh``, picked old rows
-      to ``replay``: the fresh/old mix is learned. ``reuse = 0`` keeps plain GRPO's number of training rows
-      (equal backward passes) and only learns the mix; ``reuse > 0`` adds that many rows of budget.
-    * ``"both"``: the group step first, then the global pick of ``K = n_kept + reuse`` over the kept fresh
-      rows and the older buffered rows (the fresh rows the group step dropped are not candidates this round;
-      they stay in the buffer and may be replayed later).
+    * ``"group"``: the rule keeps rows of the fresh batch; no replay.
+    * ``"global"``: pick ``K = N + reuse`` rollouts over the fresh batch *and* the older buffered rollouts
+      together, among those the rule admits on their score, best scores first (``N`` = fresh rollouts);
+      picked fresh rows go to ``fresh``, picked old rows to ``replay``: the fresh/old mix is learned.
+    * ``"both"``: the rule on the fresh batch first, then the pick of ``K = n_kept + reuse`` over the kept
+      fresh rows and the admitted older buffered rows (dropped fresh rows stay in the buffer and may be
+      replayed later).
 
-    If fewer candidates than ``K`` exist (early rounds), all are taken. Every kept row has weight 1.
+    If fewer candidates than ``K`` exist (early rounds), all are taken. Replayed rows have weight 1; fresh
+    rows the rule's weight.
 
-    **Scoring.** One ``policy.select`` call scores every candidate of the round as one row ``(1, M, d)``: a
-    Thompson-sampling policy then draws one posterior sample per round, so the whole selection explores
-    coherently (the round's single label judges it as a whole); the per-group and global top-k are taken
-    from those scores by the scheduler (ragged groups need a different ``k`` per group), ties broken by a
-    seeded generator.
+    **Scoring.** One ``policy.select`` call scores every candidate of the round as one row ``(1, M, d)`` (a
+    Thompson-sampling policy draws one posterior sample per round); ties are broken by a seeded generator.
 
-    **Learning.** :meth:`observe` computes ``r_t`` from the next round and updates the policy with the
-    features the selected rollouts had when they were selected, all labelled ``r_t``:
-
-    * *Label scale.* Gains are differences of mean rewards (about ``1e-2``) and drift as training slows, so
-      the label is standardised online, ``z = clip((r - m) / s, -5, 5)``, with an exponentially weighted mean
-      ``m`` and standard deviation ``s`` of the gains (decay ``label_decay``, exact averages over the first
-      rounds; ``z = 0`` until the gains vary). A unit-scale label is what makes ``alpha = 1`` meaningful.
-    * *One round, one discount.* The rows of a round go to ``policy.update`` as one decision row
-      ``(1, n, d)``, so a forgetting policy discounts once per round, not once per rollout.
-    * *Weighting.* ``weighting="round"`` gives each of the ``n`` rows weight ``1/n`` (features and label
-      scaled by ``1/sqrt(n)``, which is exact for the ridge policies LinUCB and LinTS): the ``n`` rows share a
-      single noisy label, so the round counts as one observation and the confidence bonus shrinks with
-      rounds, not rollouts. ``"row"`` passes rows unscaled (the only sensible choice for neural policies,
-      whose inputs must not be rescaled); the default is ``"round"`` for ridge policies, ``"row"`` otherwise.
-      ``"mean"`` updates with one row per round, the mean feature vector of the selection: the exact
-      least-squares model of a shared label ``r_t = mean_i x_i^T theta`` for linear policies (the per-row
-      updates add the within-round covariance to ``A``, which shrinks ``theta`` but not its direction).
+    **Learning.** :meth:`observe` asks the label for round ``t``'s values and updates the policy with the
+    contexts the rows had when they were scored. Per-rollout labels (``label.rows == "all"``) update with
+    every labelled fresh rollout as one decision row ``(1, n, d)`` (a forgetting policy discounts once per
+    round). A shared round label updates with the selected rows, weighted by ``weighting``: ``"round"`` gives
+    each of the ``n`` rows weight ``1/n`` (features and label scaled by ``1/sqrt(n)``, exact for the ridge
+    policies: the round counts as one observation); ``"row"`` passes rows unscaled (the choice for neural
+    policies); ``"mean"`` updates with the mean feature vector of the selection. Default: ``"round"`` for
+    ridge policies with a shared label, ``"row"`` otherwise.
 
     **Cost.** Vectorised throughout (ring-buffer slices, one scoring call, integer top-k; no Python loop over
-    rollouts or groups). For 512 prompts x 16 rollouts and a 65,536-rollout buffer, one CPU thread: about 3 ms
-    in ``"group"`` mode and 10 ms in ``"global"`` / ``"both"``, of which about 4 ms is LinUCB scoring the
-    73,728 candidates. On a machine whose cores are all busy, torch's intra-op threads can make these
+    rollouts or groups). On a machine whose cores are all busy, torch's intra-op threads can make these
     mid-sized operations many times slower; ``torch.set_num_threads(1)`` in the scheduling process avoids it.
 
-    **Default policy** (``policy=None``): ``LinUCB(alpha=0.1, forget=0.99)`` over the featurizer's columns.
-    With ten features, one noisy label per round and a few hundred rounds in a run, a linear model is what
-    the data can support; its update and scoring take well under a millisecond, where the neural bandits
-    (NeuralUCB, NeuralLinUCB) train a network and would spend the 10 ms budget of ``schedule`` on scoring 65k
-    buffered rollouts. ``alpha = 0.1`` because each round's fresh rollouts are new random draws, so the
-    selection's features vary from round to round without help (free exploration); on a synthetic stream
-    where shorter rollouts caused larger gains (noisy labels, 60 rounds, 4 seeds) ``alpha = 0.1`` kept
-    0.81-0.96 of the right half of each group where ``alpha = 1`` kept 0.52-0.72 (0.5 is chance). Pass
-    ``policy=banditlib.NeuralUCB(dim=featurizer.dim, ...)`` or a ``LinTS`` to use another.
-
     Args:
-        policy: a shared-parameter banditlib policy with ``dim = featurizer.dim``, or ``None``.
-        mode: ``"group"``, ``"global"`` or ``"both"``.
-        keep_fraction: fraction of each group kept by the group step, in ``(0, 1]``.
-        reuse: extra rows of budget for the global pick (``>= 0``; see the modes).
+        policy: a shared-parameter banditlib policy with ``dim = featurizer.dim``, or ``None`` for the preset's
+            LinUCB.
+        mode: ``"group"``, ``"global"`` or ``"both"`` (default ``"group"``).
+        keep_fraction: shorthand for ``rule=TopFraction(keep_fraction)``, in ``(0, 1]``.
+        reuse: extra rows of budget for the replay pick (``>= 0``; see the modes).
         buffer_rounds: rounds the buffer holds, ``>= 1`` (the current round counts).
-        featurizer: the rollout features (default :class:`RolloutFeaturizer` ``()``: ten features + intercept).
-        reward: the gain (default :class:`GainReward` ``()``).
+        featurizer: the rollout features (default: the preset's).
+        reward: shorthand for ``label=RoundGain(reward)``: the paper's gain with its entropy term.
         seed: seed of the tie-breaking generator and of the default policy (``None``: drawn and saved).
+        rule: a :class:`~.rules.SelectionRule` (default: the preset's).
+        label: a :class:`~.labels.RolloutLabel` (default: the preset's).
+        preset: ``"default"`` or ``"paper"``.
         max_buffer_rollouts: optional cap on buffered rollouts.
-        label_decay: decay of the label's running mean and variance, in ``[0, 1)``.
-        weighting: ``"round"``, ``"row"`` or ``None`` (automatic).
+        label_decay: shorthand for the round-gain label's standardisation decay, in ``[0, 1)``.
+        weighting: ``"round"``, ``"row"``, ``"mean"`` or ``None`` (automatic); ``"round"`` and ``"mean"`` only
+            with a shared label.
 
     Raises:
-        InvalidInputError: an argument out of range, or a policy that does not fit the featurizer.
+        InvalidInputError: an argument out of range, a policy that does not fit the featurizer, or shorthands
+            that contradict an explicit ``rule``/``label``.
 
     Example:
         >>> import torch
-        >>> def gen(t):
+        >>> def gen(t):  # 4 prompts x 4 rollouts; answers 0-2, so identical answers meet in a group
         ...     g = torch.Generator().manual_seed(t)
         ...     return RolloutBatch.from_tensors(group=torch.arange(4).repeat_interleave(4),
         ...         reward=torch.rand(16, generator=g).round(), entropy=torch.rand(16, generator=g),
-        ...         length=torch.randint(5, 50, (16,), generator=g), round=t)
-        >>> sch = RolloutScheduler(mode="both", keep_fraction=0.5, reuse=2, seed=0)
-        >>> s = sch.schedule(gen(0))
-        >>> s.fresh.shape, len(s.replay)        # two of four per group; nothing older yet
+        ...         length=torch.randint(5, 50, (16,), generator=g),
+        ...         answer=torch.randint(0, 3, (16,), generator=g), round=t)
+        >>> sch = RolloutScheduler(seed=0)
+        >>> s = sch.schedule(gen(0)); s.kept_share     # nothing learned yet: every rollout is kept
+        1.0
+        >>> sch.observe(gen(1)) is not None            # the consistency labels of round 0
+        True
+        >>> paper = RolloutScheduler(preset="paper", mode="both", reuse=2, seed=0)
+        >>> s = paper.schedule(gen(0)); s.fresh.shape, len(s.replay)   # two of four per group
         (torch.Size([8]), 0)
-        >>> gain = sch.observe(gen(1))
-        >>> s = sch.schedule(gen(1)); s.fresh.shape[0] + len(s.replay)
-        10
 
     References:
         Lu et al. Contextual Rollout Bandits for Reinforcement Learning with Verifiable Rewards, arXiv
@@ -136,42 +138,76 @@ class RolloutScheduler(Scheduler):
     def __init__(
         self,
         policy: Policy | None = None,
-        mode: str = "group",
-        keep_fraction: float = 0.5,
+        mode: str | None = None,
+        keep_fraction: float | None = None,
         reuse: int = 0,
         buffer_rounds: int = 4,
         featurizer: RolloutFeaturizer | None = None,
         reward: GainReward | None = None,
         seed: int | None = None,
         *,
+        rule: SelectionRule | None = None,
+        label: RolloutLabel | None = None,
+        preset: str = "default",
         max_buffer_rollouts: int | None = None,
-        label_decay: float = 0.95,
+        label_decay: float | None = None,
         weighting: str | None = None,
     ) -> None:
         super().__init__()
         where = "RolloutScheduler()"
+        if preset not in PRESETS:
+            raise InvalidInputError(f"{where}: `preset` must be one of {PRESETS}; got {preset!r}.")
+        self.preset = preset
+        mode = "group" if mode is None else mode
         if mode not in MODES:
             raise InvalidInputError(f"{where}: `mode` must be one of {MODES}; got {mode!r}.")
         self.mode = mode
-        self.name = f"cbs-{mode}"
-        self.keep_fraction = V.check_float(keep_fraction, where, "keep_fraction", low=0.0, high=1.0, low_open=True)
+        self.name = f"cbs-{mode}" if preset == "paper" else ("scheduler" if mode == "group" else f"scheduler-{mode}")
         self.reuse: int = V.check_int(reuse, where, "reuse", low=0)  # type: ignore[assignment]
         self.buffer = RolloutBuffer(
             V.check_int(buffer_rounds, where, "buffer_rounds"),  # type: ignore[arg-type]
             V.check_int(max_buffer_rollouts, where, "max_buffer_rollouts", allow_none=True),
         )
-        if featurizer is not None and not isinstance(featurizer, RolloutFeaturizer):
-            raise InvalidInputError(f"{where}: `featurizer` must be a RolloutFeaturizer or None.")
+        # The rule: explicit, or the keep_fraction shorthand, or the preset's.
+        if rule is not None and not isinstance(rule, SelectionRule):
+            raise InvalidInputError(f"{where}: `rule` must be a SelectionRule or None; got {rule!r:.80}.")
+        if rule is not None and keep_fraction is not None:
+            raise InvalidInputError(f"{where}: give `rule` or its shorthand `keep_fraction`, not both.")
+        if rule is None:
+            if keep_fraction is not None:
+                rule = TopFraction(keep_fraction)
+            else:
+                rule = TopFraction(0.5) if preset == "paper" else Threshold(0.0)
+        self.rule = rule
+        # The label: explicit, or the round-gain shorthands, or the preset's.
+        if label is not None and not isinstance(label, RolloutLabel):
+            raise InvalidInputError(f"{where}: `label` must be a RolloutLabel or None; got {label!r:.80}.")
         if reward is not None and not isinstance(reward, GainReward):
             raise InvalidInputError(f"{where}: `reward` must be a GainReward or None.")
-        self.featurizer = featurizer if featurizer is not None else RolloutFeaturizer()
-        self.reward = reward if reward is not None else GainReward()
+        gain_args = reward is not None or label_decay is not None
+        if label is not None and gain_args:
+            raise InvalidInputError(
+                f"{where}: `reward` and `label_decay` configure the round-gain label; with an explicit `label` pass "
+                "them to it (RoundGain(reward=..., decay=...))."
+            )
+        if label is None:
+            if gain_args or preset == "paper":
+                decay = 0.95 if label_decay is None else label_decay
+                label = RoundGain(reward, V.check_float(decay, where, "label_decay", low=0.0, high=1.0, high_open=True))
+            else:
+                label = ConsistencyLabel()
+        self.label = label
+        if featurizer is not None and not isinstance(featurizer, RolloutFeaturizer):
+            raise InvalidInputError(f"{where}: `featurizer` must be a RolloutFeaturizer or None.")
+        if featurizer is None:
+            featurizer = RolloutFeaturizer(PAPER_FEATURES) if preset == "paper" else RolloutFeaturizer()
+        self.featurizer = featurizer
         checked = V.check_seed(seed, where)
         self.seed: int = secrets.randbits(63) if checked is None else checked
-        self.label_decay = V.check_float(label_decay, where, "label_decay", low=0.0, high=1.0, high_open=True)
         d = self.featurizer.dim
         if policy is None:
-            policy = LinUCB(dim=d, alpha=DEFAULT_ALPHA, forget=DEFAULT_FORGET, seed=self.seed)
+            alpha, forget = (PAPER_ALPHA, PAPER_FORGET) if preset == "paper" else (DEFAULT_ALPHA, DEFAULT_FORGET)
+            policy = LinUCB(dim=d, alpha=alpha, forget=forget, seed=self.seed)
         if not isinstance(policy, Policy) or policy.arms is not None or policy.dim != d:
             raise InvalidInputError(
                 f"{where}: `policy` must be a shared-parameter banditlib policy (arms=None) with dim = "
@@ -180,36 +216,53 @@ class RolloutScheduler(Scheduler):
         self.policy = policy
         ridge = isinstance(policy, (LinUCB, LinTS))
         if weighting not in (None, "round", "row", "mean"):
-            raise InvalidInputError(f"{where}: `weighting` must be 'round', 'row' or None; got {weighting!r}.")
-        self.weighting: str = weighting or ("round" if ridge else "row")
+            raise InvalidInputError(f"{where}: `weighting` must be 'round', 'row', 'mean' or None; got {weighting!r}.")
+        if weighting in ("round", "mean") and not self.label.shared:
+            raise InvalidInputError(
+                f"{where}: `weighting={weighting!r}` is for a label shared by the round's rows; {self.label!r} labels "
+                "each rollout (use 'row' or None)."
+            )
+        self.weighting: str = weighting or ("round" if ridge and self.label.shared else "row")
         self._decisions = 0
-        self._label = (0.0, 0.0, 0.0)  # count, mean, variance of the gains
         self._pend_x = torch.zeros(0, d)
-        self._pend_stats = (0.0, 0.0)  # (V_t, E_t) of the round awaiting its label
+        self._pend_saved: dict[str, torch.Tensor] = {}
+        self._warned = False
         empty = torch.zeros(0, dtype=torch.long)
         self._last_pos = (empty, empty)  # buffer positions of the last schedule's fresh and replayed rows
 
     @property
+    def uses_probe(self) -> bool:  # type: ignore[override]
+        """Whether the label reads a trusted probe batch (an :class:`~.labels.InfluenceLabel` that may)."""
+        return isinstance(self.label, InfluenceLabel) and self.label.probe != "next"
+
+    @property
+    def keep_fraction(self) -> float | None:
+        """The per-group fraction of a :class:`~.rules.TopFraction` rule (``None`` for other rules)."""
+        return self.rule.keep_fraction if isinstance(self.rule, TopFraction) else None
+
+    @property
     def config(self) -> dict[str, Any]:
         return {
+            "preset": self.preset,
             "mode": self.mode,
-            "keep_fraction": self.keep_fraction,
             "reuse": self.reuse,
             "buffer_rounds": self.buffer.rounds,
             "seed": self.seed,
             "max_buffer_rollouts": self.buffer.max_rollouts,
-            "label_decay": self.label_decay,
             "weighting": self.weighting,
-            "reward": self.reward.config,
+            "rule": {"class": type(self.rule).__name__, "config": self.rule.config},
+            "label": {"class": type(self.label).__name__, "config": self.label.config},
             "featurizer": self.featurizer.config,
         }
 
     # ------------------------------------------------------------------------------------------ deciding
 
-    def _schedule(self, batch: RolloutBatch, round_: int, where: str) -> Schedule:
+    def _schedule(self, batch: RolloutBatch, round_: int, where: str, probe: RolloutBatch | None) -> Schedule:
         n = len(batch)
         device = batch.group.device
         feat, buf = self.featurizer, self.buffer
+        self.label.check(batch, where)
+        self._warn_once(batch)
         layout = GroupLayout.of(batch.group)
         static = feat.static(batch, layout)
         buf.check_compatible(batch, where, static)
@@ -237,74 +290,111 @@ class RolloutScheduler(Scheduler):
         scores = sel.scores[0].to(device=device, dtype=torch.float32)
         mean = sel.mean[0].to(device=device, dtype=torch.float32)
         keys = rank_keys(scores, tie_keys(self.seed, self._decisions, n_old + n, device))
+        fresh_w_all = torch.zeros(n, device=device)
         if self.mode == "global":
-            pool = torch.arange(n, device=device)
+            admitted = self.rule.passes(scores)
+            cand = torch.nonzero(admitted).squeeze(1)
+            K = min(n + self.reuse, cand.shape[0])
+            fresh_w_all[:] = 1.0
         else:
-            keep = keep_counts(layout.counts, self.keep_fraction)
-            pool = top_per_group(keys[n_old:], layout.padded, layout.mask, keep)
+            kept, kept_w = self.rule.decide(scores[n_old:], keys[n_old:], layout)
+            fresh_w_all[kept] = kept_w
+            if self.mode == "both":
+                old_ok = torch.nonzero(self.rule.passes(scores[:n_old])).squeeze(1)
+                cand = torch.cat([old_ok, kept + n_old])
+                K = min(kept.shape[0] + self.reuse, cand.shape[0])
         if self.mode == "group":
-            chosen_old, chosen_fresh, picked = torch.zeros(0, dtype=torch.long, device=device), pool, pool
-            old_pos = chosen_old
+            chosen_old = torch.zeros(0, dtype=torch.long, device=device)
+            chosen_fresh, picked, old_pos = kept, kept, chosen_old
         else:
-            if self.mode == "global":  # every candidate competes
-                K = min(n + self.reuse, n_old + n)
-                picked = torch.topk(keys, K).indices
-            else:
-                cand = torch.cat([torch.arange(n_old, device=device), pool + n_old])
-                K = min(pool.shape[0] + self.reuse, cand.shape[0])
-                picked = cand[torch.topk(keys[cand], K).indices]
+            picked = cand[torch.topk(keys[cand], K).indices] if K else cand[:0]
             is_old = picked < n_old
             chosen_old = buf.slots_of(picked[is_old], skip)
             chosen_fresh = (picked[~is_old] - n_old).sort().values
             old_pos = picked[is_old]
         replay = buf.rows(chosen_old) if chosen_old.numel() else RolloutBatch.empty_like(batch)
-        pred = math.nan
-        count, m, v = self._label
-        if count >= 2 and v > 0:
-            pred = m + math.sqrt(v) * float(mean[picked].double().mean())
-        # Commit: nothing below can fail on valid input (the buffer checked the batch above).
+        pred = self._predicted(mean, picked)
+        # Commit: nothing below can fail on valid input (the buffer and the label checked the batch above).
         feat.set_stats(stats)
         buf.push(batch, static)
         # Positions in the buffer's live order after the push (the evicted rounds were exactly the skipped
         # ones), stable under save/load; they stay valid until the next push.
         self._last_pos = (chosen_fresh + (len(buf) - n), old_pos.clone())
         buf.add_uses(buf.slots_of(torch.cat(self._last_pos)))
-        self._pend_x = x[picked].detach().clone()
-        self._pend_stats = GainReward.round_stats(batch)
+        rows = x[n_old:] if self.label.rows == "all" else x[picked]
+        self._pend_x = rows.detach().clone()
+        self._pend_saved = self.label.begin(batch, layout, chosen_fresh)
         self._decisions += 1
-        ones = torch.ones(chosen_fresh.shape[0], device=device)
         return Schedule(
             fresh=chosen_fresh,
-            fresh_weight=ones,
+            fresh_weight=fresh_w_all[chosen_fresh].clone(),
             replay=replay,
             replay_weight=torch.ones(len(replay), device=device),
             scores=scores[n_old:].clone(),
             predicted_gain=pred,
         )
 
+    def _predicted(self, mean: torch.Tensor, picked: torch.Tensor) -> float:
+        """The model's prediction of the round's label: the gain for a shared round label (in gain units),
+        the mean predicted value of the trained rows otherwise; NaN when there is nothing to predict."""
+        if picked.numel() == 0:
+            return math.nan
+        m = float(mean[picked].double().mean())
+        if isinstance(self.label, RoundGain):
+            count, mu, var = self.label.scale
+            return mu + math.sqrt(var) * m if count >= 2 and var > 0 else math.nan
+        return m
+
+    def _warn_once(self, batch: RolloutBatch) -> None:
+        if not self._warned and isinstance(self.label, ConsistencyLabel) and batch.answer is None:
+            self._warned = True
+            warnings.warn(
+                "RolloutScheduler: the batch has no `answer` ids, so the consistency label learns nothing and "
+                "every rollout is kept; pass answer ids (RolloutBatch.from_tensors(answer=...), or answer_fn= in "
+                "the trainer adapters) or choose another label.",
+                stacklevel=4,
+            )
+
     # ------------------------------------------------------------------------------------------ learning
 
-    def _observe(self, batch: RolloutBatch, round_: int, where: str) -> float:
-        v_next, e_next = GainReward.round_stats(batch)
-        gain = self.reward.gain(*self._pend_stats, v_next, e_next)
-        count, m, v = self._label
-        count += 1
-        beta = min(self.label_decay, 1.0 - 1.0 / count)
-        delta = gain - m
-        m = m + (1.0 - beta) * delta
-        v = beta * (v + (1.0 - beta) * delta * delta)
-        z = 0.0 if v <= 0 else max(-_LABEL_CLIP, min(_LABEL_CLIP, (gain - m) / math.sqrt(v)))
-        x = self._pend_x
+    def _observe(self, batch: RolloutBatch, round_: int, where: str, probe: RolloutBatch | None) -> float | None:
+        self.label.check(batch, where)
+        backup = {k: v.clone() for k, v in self.label.state_dict().items()}
+        try:
+            mask, values = self.label.finish(self._pend_saved, batch, probe, where)
+            x = self._pend_x
+            if self.label.shared:
+                mask, values = mask.expand(x.shape[0]), values.expand(x.shape[0])
+            if mask.shape != (x.shape[0],) or values.shape != (x.shape[0],):
+                raise InvalidInputError(
+                    f"{where}: {self.label!r} returned labels of shape {tuple(values.shape)} for {x.shape[0]} rows."
+                )
+            y = values[mask].to(torch.float64)
+            if not V.all_finite(y):
+                raise InvalidInputError(
+                    f"{where}: {self.label!r} produced a NaN or infinite label; nothing was learned."
+                )
+            rows = x[mask.to(x.device)]
+            self._update(rows, y)
+        except BaseException:
+            self.label.load_state_dict(backup, where)
+            raise
+        self._pend_x, self._pend_saved = x[:0], {}
+        if isinstance(self.label, RoundGain):
+            return self.label.last_gain
+        return float(y.mean()) if y.numel() else None
+
+    def _update(self, x: torch.Tensor, y: torch.Tensor) -> None:
         n = x.shape[0]
-        if n and self.weighting == "mean":
+        if n == 0:
+            return
+        dt = self.policy.dtype
+        if self.weighting == "mean":
+            z = float(y[0])
             self.policy.update(x.mean(dim=0)[None, None], torch.zeros(1, 1, dtype=torch.long), torch.full((1, 1), z))
-        elif n:
-            w = 1.0 / math.sqrt(n) if self.weighting == "round" else 1.0
-            actions = torch.arange(n)[None]
-            self.policy.update(x[None] * w, actions, torch.full((1, n), z * w))
-        self._label = (count, m, v)
-        self._pend_x = x[:0]
-        return gain
+            return
+        w = 1.0 / math.sqrt(n) if self.weighting == "round" else 1.0
+        self.policy.update(x[None] * w, torch.arange(n)[None], (y.to(dt) * w)[None])
 
     def record_clip_ratio(self, fresh: torch.Tensor, replay: torch.Tensor) -> None:
         """Store the clip ratios measured when training on the last schedule's rows, so that the buffered
@@ -343,16 +433,15 @@ class RolloutScheduler(Scheduler):
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = super().state_dict()
-        f64 = torch.float64
         state.update(
             seed=torch.tensor(self.seed, dtype=torch.long),
             decisions=torch.tensor(self._decisions, dtype=torch.long),
-            label=torch.tensor(self._label, dtype=f64),
             pending_x=self._pend_x.detach().to("cpu", torch.float32).clone(),
-            pending_stats=torch.tensor(self._pend_stats, dtype=f64),
             last_fresh_pos=self._last_pos[0].cpu().clone(),
             last_replay_pos=self._last_pos[1].cpu().clone(),
         )
+        state.update({f"pending.{k}": v.detach().cpu().clone() for k, v in self._pend_saved.items()})
+        state.update({f"label.{k}": v.detach().cpu().clone() for k, v in self.label.state_dict().items()})
         state.update({f"policy.{k}": v.detach().clone() for k, v in self.policy.state_dict().items()})
         state.update({f"featurizer.{k}": v for k, v in self.featurizer.state_dict().items()})
         state.update({f"buffer.{k}": v for k, v in self.buffer.state_dict().items()})
@@ -365,32 +454,34 @@ class RolloutScheduler(Scheduler):
         try:
             seed = int(state["seed"])
             decisions = int(state["decisions"])
-            label = tuple(float(v) for v in torch.as_tensor(state["label"]).reshape(3))
             pend_x = torch.as_tensor(state["pending_x"], dtype=torch.float32)
-            pend_stats = tuple(float(v) for v in torch.as_tensor(state["pending_stats"]).reshape(2))
             last_pos = (
                 torch.as_tensor(state["last_fresh_pos"]).long().reshape(-1),
                 torch.as_tensor(state["last_replay_pos"]).long().reshape(-1),
             )
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise InvalidInputError(f"{where}: missing or malformed scheduler entries: {exc}") from None
-        if pend_x.dim() != 2 or pend_x.shape[1] != self.featurizer.dim or decisions < 0 or label[0] < 0:
+        if pend_x.dim() != 2 or pend_x.shape[1] != self.featurizer.dim or decisions < 0:
             raise InvalidInputError(f"{where}: the scheduler entries do not fit this scheduler's featurizer.")
-        backups = (self.policy.state_dict(), self.featurizer.state_dict(), self.buffer.state_dict())
+        pending = {k: torch.as_tensor(v).clone() for k, v in part("pending.").items()}
+        backups = (
+            self.policy.state_dict(), self.featurizer.state_dict(), self.buffer.state_dict(), self.label.state_dict()
+        )  # fmt: skip
         backups = tuple({k: v.clone() for k, v in b.items()} for b in backups)  # type: ignore[assignment]
         try:
             self.policy.load_state_dict(part("policy."))
             self.featurizer.load_state_dict(part("featurizer."))
             self.buffer.load_state_dict(part("buffer."))
+            self.label.load_state_dict(part("label."), where)
         except BaseException:
             self.policy.load_state_dict(backups[0])
             self.featurizer.load_state_dict(backups[1])
             self.buffer.load_state_dict(backups[2])
+            self.label.load_state_dict(backups[3], where)
             raise
         self.seed, self._decisions = seed, decisions
-        self._label = label  # type: ignore[assignment]
         self._pend_x = pend_x.to(self.policy.device)
-        self._pend_stats = pend_stats  # type: ignore[assignment]
+        self._pend_saved = pending
         self._last_pos = last_pos
 
     def _meta(self) -> dict[str, str]:
@@ -407,7 +498,7 @@ class RolloutScheduler(Scheduler):
     ) -> Scheduler:  # fmt: skip
         try:
             cfg = dict(config)
-            fcfg, rcfg = cfg.pop("featurizer"), cfg.pop("reward")
+            fcfg = cfg.pop("featurizer")
             if "featurizer" not in kwargs:
                 if fcfg.get("extra"):
                     raise InvalidInputError(
@@ -416,7 +507,14 @@ class RolloutScheduler(Scheduler):
                     )
                 fcfg.pop("extra", None)
                 kwargs["featurizer"] = RolloutFeaturizer(**fcfg)
-            kwargs.setdefault("reward", GainReward(**rcfg))
+            if "rule" not in kwargs:
+                kwargs["rule"] = rule_from_config(cfg.pop("rule"), where)
+            else:
+                cfg.pop("rule", None)
+            if "label" not in kwargs:
+                kwargs["label"] = label_from_config(cfg.pop("label"), where)
+            else:
+                cfg.pop("label", None)
             if "policy" not in kwargs:
                 target = registered_policies().get(meta.get("policy_class", ""))
                 if target is None:
@@ -427,3 +525,30 @@ class RolloutScheduler(Scheduler):
             return cls(**{**cfg, **kwargs})
         except (KeyError, TypeError, json.JSONDecodeError) as exc:
             raise InvalidInputError(f"{where}: the file's arguments do not fit {cls.__name__}: {exc}") from None
+
+    @classmethod
+    def _upgrade(
+        cls, version: str, config: dict[str, Any], tensors: dict[str, torch.Tensor], where: str
+    ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """Files written before the rule/label redesign (format 1) held CBS as published: they load as
+        ``preset="paper"`` with their top fraction, their round-gain label and its running statistics."""
+        if version != "1":
+            return config, tensors
+        try:
+            cfg = dict(config)
+            keep = cfg.pop("keep_fraction")
+            reward, decay = cfg.pop("reward"), cfg.pop("label_decay")
+            cfg.update(
+                preset="paper",
+                rule={"class": "TopFraction", "config": {"keep_fraction": keep}},
+                label={"class": "RoundGain", "config": {"reward": reward, "decay": decay}},
+            )
+            out = {k: v for k, v in tensors.items() if k not in ("label", "pending_stats")}
+            out["label.standardiser"] = tensors["label"]
+            if bool(tensors["pending"]):
+                out["pending.stats"] = tensors["pending_stats"]
+        except KeyError as exc:
+            raise InvalidInputError(
+                f"{where}: a format-1 scheduler file without {exc}; it cannot be upgraded."
+            ) from None
+        return cfg, out

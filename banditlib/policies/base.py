@@ -353,6 +353,11 @@ class Policy(nn.Module):
         if bool(tied.any()):
             t = torch.nonzero(tied).squeeze(1)
             keys = _random.uniform(self.seed, _random.STREAM_TIES, rows[t], K)
+            if k == 1:  # the tied best arm with the smallest key, in O(K): what the sort below picks first
+                top = scores[t] == vals[t, :1]
+                idx = idx.clone()
+                idx[t] = torch.where(top, keys, torch.inf).argmin(dim=1, keepdim=True)
+                return idx
             perm = keys.argsort(dim=1)
             order = scores[t].gather(1, perm).sort(dim=1, descending=True, stable=True).indices[:, :k]
             idx = idx.clone()

@@ -2,15 +2,22 @@
 
 Per model ``m`` (one for the shared-parameter model, one per arm for disjoint arms):
 
-    A_m = gamma^n reg I + sum_i gamma^(n-i) x_i x_i^T,   b_m = sum_i gamma^(n-i) r_i x_i,   theta_m = A_m^-1 b_m,
+    A_m = reg I + sum_i gamma^(n-i) x_i x_i^T,   b_m = sum_i gamma^(n-i) r_i x_i,   theta_m = A_m^-1 b_m,
 
-with ``gamma = forget`` applied once per round (row of ``update``) to every model. ``A^-1`` is maintained by
-Sherman-Morrison / Woodbury updates (:mod:`banditlib.linalg`) and recomputed exactly by Cholesky every
-``refresh_every`` observations of a model, whenever the drift check fails, and whenever a single call adds
-at least ``d`` observations to a model (then the exact inverse is cheaper than Woodbury).
+with ``gamma = forget`` applied once per round (row of ``update``) to every model. Without forgetting
+``A^-1`` is maintained by Sherman-Morrison / Woodbury updates (:mod:`banditlib.linalg`) and recomputed
+exactly by Cholesky every ``refresh_every`` observations of a model, whenever the drift check fails, and
+whenever a single call adds at least ``d`` observations to a model (then the exact inverse is cheaper than
+Woodbury).
 
-Note that forgetting discounts the regularizer too (``gamma^n reg I``): directions that stop being
-observed regain prior-like uncertainty, which is what makes a forgetting policy re-explore.
+**Forgetting is regularised toward the prior** (the discounted ridge regression of D-LinUCB, Russac et al.
+2019): the data are discounted, the prior ``reg I`` is not. One round is
+``A <- gamma A + (1 - gamma) reg I + x x^T``, so ``A >= reg I`` always holds and ``A^-1 <= I / reg``: a
+direction, or a disjoint arm, that receives no data relaxes back to exactly the prior's uncertainty and
+never beyond it (the earlier ``A <- gamma A + x x^T`` discounted the prior too and drove the inverse of an
+unobserved direction to overflow after ``log(max float) / log(1 / gamma)`` rounds). The update is no longer
+rank-one, so with ``forget < 1`` every call recomputes every model's inverse exactly by Cholesky, ``O(M
+d^3)`` per call (the single-row numpy path is not used then).
 """
 
 from __future__ import annotations
@@ -35,8 +42,8 @@ __all__: list[str] = []
 DRIFT_CHECK_EVERY = 16
 
 _NONFINITE = (
-    "{}.update(): the update produced non-finite statistics (rewards or features too large for the dtype, "
-    "or forgetting drove the regularizer to zero); the state is unchanged."
+    "{}.update(): the update produced non-finite statistics (rewards or features too large for the dtype); the "
+    "state is unchanged."
 )
 
 
@@ -129,8 +136,10 @@ class _RidgePolicy(Policy):
         """One round, one observation per touched model: Sherman-Morrison in numpy, committed at the end.
 
         Returns ``False``, having changed nothing, when a result is not finite or the refresh fails."""
-        views = self._state_views()
         gamma = self.forget
+        if gamma != 1.0:  # regularised forgetting is not a rank-one update: the batched path refreshes exactly
+            return False
+        views = self._state_views()
         A_all, A_inv_all, b_all, since_all = (
             views["A_"],
             views["A_inv_"],
@@ -200,7 +209,8 @@ class _RidgePolicy(Policy):
         U64, c64 = x.to(torch.float64), rewards.to(torch.float64)
         if self.forget != 1.0:
             sw = weights.sqrt()
-            U64, c64 = U64 * sw[:, None], c64 * sw
+            self._learn_forgetting(U64 * sw[:, None], c64 * sw, model, scale)
+            return
         N, d = x.shape
         if N == 1 or self.num_models == 1:
             touched = model[:1]
@@ -254,6 +264,40 @@ class _RidgePolicy(Policy):
             self.theta_.index_copy_(0, touched, theta_new)
             self.n_updates_.index_add_(0, touched, counts)
             self.refresh_counter.index_copy_(0, touched, since)
+        self._invalidate_caches()
+
+    def _learn_forgetting(self, U: torch.Tensor, c: torch.Tensor, model: torch.Tensor, scale: float) -> None:
+        """One call with forgetting: every model's ``A <- scale A + (1 - scale) reg I`` (its data discounted,
+        its prior not), plus the weighted rows ``U`` ``(N, d)`` with coefficients ``c`` ``(N,)`` of the models
+        in ``model``; every inverse recomputed exactly; committed at the end."""
+        M, d = self.num_models, self.dim
+        eye = torch.eye(d, dtype=torch.float64, device=U.device)
+        A_new = self.A_ * scale + ((1.0 - scale) * self.reg) * eye
+        b_new = self.b_ * scale
+        if M == 1:
+            A_new[0] += U.T @ U
+            b_new[0] += c @ U
+        else:  # one GEMM per touched model
+            touched, inverse, counts_t = torch.unique(model, return_inverse=True, return_counts=True)
+            A_t, b_t = _gram(A_new[touched], b_new[touched], U, c, torch.argsort(inverse, stable=True), counts_t, 1.0)
+            A_new[touched], b_new[touched] = A_t, b_t
+        # Symmetric by construction up to rounding; keep it exactly symmetric for the Cholesky factor.
+        A_new = 0.5 * (A_new + A_new.transpose(-1, -2))
+        finite = bool(torch.isfinite(A_new).all()) and bool(torch.isfinite(b_new).all())
+        if not finite:
+            raise NumericalError(_NONFINITE.format(type(self).__name__))
+        A_inv_new = linalg.refresh_inverse(A_new, self.dtype)
+        theta_new = torch.bmm(A_inv_new.to(torch.float64), b_new.unsqueeze(-1)).squeeze(-1).to(self.dtype)
+        if not (bool(torch.isfinite(A_inv_new).all()) and bool(torch.isfinite(theta_new).all())):
+            raise NumericalError(_NONFINITE.format(type(self).__name__))
+        counts = torch.bincount(model, minlength=M)
+        with torch.no_grad():
+            self.A_.copy_(A_new)
+            self.A_inv_.copy_(A_inv_new)
+            self.b_.copy_(b_new)
+            self.theta_.copy_(theta_new)
+            self.n_updates_.add_(counts)
+            self.refresh_counter.zero_()
         self._invalidate_caches()
 
     def _check_state(self, state: Mapping[str, torch.Tensor], where: str) -> None:

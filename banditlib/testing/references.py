@@ -18,8 +18,9 @@ __all__ = ["LinearReference", "linear_score_reference", "neural_bonus_reference"
 class LinearReference:
     """Ridge regression with forgetting, recomputed from scratch in float64.
 
-    ``A_m = gamma^R reg I + sum_t gamma^(R-1-t) x x^T`` and ``b_m = sum_t gamma^(R-1-t) r x`` over the
-    observations of model ``m``, where ``R`` rounds have passed and ``t`` is an observation's round.
+    ``A_m = reg I + sum_t gamma^(R-1-t) x x^T`` and ``b_m = sum_t gamma^(R-1-t) r x`` over the observations of
+    model ``m``, where ``R`` rounds have passed and ``t`` is an observation's round (the prior is not
+    discounted: see :mod:`banditlib.policies.ridge`).
 
     Args:
         dim: ``d``.
@@ -64,7 +65,7 @@ class LinearReference:
     def stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``A (M, d, d)``, ``b (M, d)``, ``A^-1 (M, d, d)`` and ``theta (M, d)``, from scratch."""
         M, d, g = self.num_models, self.dim, self.forget
-        A = np.stack([np.eye(d) * self.reg * g**self.rounds for _ in range(M)])
+        A = np.stack([np.eye(d) * self.reg for _ in range(M)])
         b = np.zeros((M, d))
         for m, x, r, t in self.observations:
             w = g ** (self.rounds - 1 - t)

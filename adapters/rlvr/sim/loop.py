@@ -21,8 +21,19 @@ import torch
 from banditlib.errors import InvalidInputError
 
 from .. import RolloutBatch, Schedule
+from ..influence import head_gradients
 from .train import AdamState, adam_init, grpo_advantages, ppo_step, warm_start
-from .world import Generation, Params, SimConfig, World, expected_accuracy, generate, greedy_accuracy, init_params
+from .world import (
+    Generation,
+    Params,
+    SimConfig,
+    World,
+    expected_accuracy,
+    generate,
+    greedy_accuracy,
+    head_inputs,
+    init_params,
+)  # fmt: skip
 from .world import token_logprobs as _token_logprobs
 
 __all__ = ["RunResult", "SchedulerLike", "Simulator", "run", "single_thread"]
@@ -44,7 +55,9 @@ def single_thread() -> Iterator[None]:
 
 
 class SchedulerLike(Protocol):
-    """What the loop needs of a scheduler (every scheduler of ``banditlib.adapters.rlvr`` has it)."""
+    """What the loop needs of a scheduler (every scheduler of ``banditlib.adapters.rlvr`` has it). A scheduler
+    whose ``uses_probe`` attribute is true also gets the round's trusted probe batch, as ``probe=``, in both
+    calls (:meth:`Simulator.probe`)."""
 
     name: str
 
@@ -76,8 +89,11 @@ class Simulator:
 
         ``clip_ratio`` of a fresh rollout is the fraction of its tokens whose probability ratio between the
         current policy and the policy before the last optimisation step lies outside ``[1 - eps, 1 + eps]``:
-        how much the last step moved this rollout (0 in round 0). ``payload`` carries ``prompt`` ``(N,)``,
-        ``tokens`` ``(N, L)``, ``mask`` ``(N, L)``, and, for diagnostics only, ``correct`` and ``lucky``.
+        how much the last step moved this rollout (0 in round 0). ``answer`` holds the answer ids; ``grad``
+        the exact gradient of each rollout's mean token log-prob with respect to the output layer (``W3``,
+        ``b3``: ``(N, V H + V)``, :func:`~banditlib.adapters.rlvr.influence.head_gradients`). ``payload``
+        carries ``prompt`` ``(N,)``, ``tokens`` ``(N, L)``, ``mask`` ``(N, L)``, and, for diagnostics only,
+        ``correct``, ``lucky`` (false positive) and ``missed`` (false negative).
         """
         cfg = self.config
         B, G = cfg.prompts_per_round, cfg.group_size
@@ -94,9 +110,30 @@ class Simulator:
             group=group, reward=gen.reward, advantage=grpo_advantages(gen.reward, group), entropy=gen.entropy,
             clip_ratio=clip, length=gen.length, truncated=gen.truncated, round=self.round, logprobs=gen.logprobs,
             payload={"prompt": prompts, "tokens": gen.tokens, "mask": gen.mask, "correct": gen.correct,
-                     "lucky": gen.lucky},
+                     "lucky": gen.lucky, "missed": gen.missed},
+            answer=gen.answer, grad=self._head_grad(prompts, gen.tokens, gen.mask),
         )  # fmt: skip
         return batch, gen
+
+    def _head_grad(self, prompts: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        T = self.config.temperature
+        hidden, probs = head_inputs(self.params, self.world, prompts, tokens, T)
+        return head_gradients(hidden, probs, tokens, mask, T)
+
+    def probe(self) -> RolloutBatch:
+        """The trusted probe of this round: the reference answers of ``World.probe_ids`` (30 prompts, up to 8 per
+        length) with reward and advantage 1 and their output-layer gradients, so ``mean_j A_j g_j`` is the
+        supervised direction towards the right answers (I-PPO's validation gradient; GradAlign's trusted set).
+        """
+        ids = self.world.probe_ids
+        answer = self.world.answer[ids]
+        mask = torch.arange(answer.shape[1])[None, :] <= self.world.prompt_len[ids][:, None]
+        n = ids.shape[0]
+        ones = torch.ones(n)
+        return RolloutBatch.from_tensors(
+            group=torch.arange(n), reward=ones, advantage=ones, entropy=torch.zeros(n), length=mask.sum(1),
+            round=self.round, grad=self._head_grad(ids, answer, mask),
+        )
 
     def train(self, rows: RolloutBatch, weight: torch.Tensor) -> Any:
         """One PPO step on ``rows`` with loss weights ``weight`` ``(n,)``; advances the round."""
@@ -238,9 +275,11 @@ def _run(scheduler: SchedulerLike, seed: int, steps: int, config: SimConfig | No
     B, G = sim.config.prompts_per_round, sim.config.group_size
     res = RunResult(scheduler.name, seed, [sim.heldout_accuracy()], [0], [0])
     batch, _ = sim.generate()
+    probing = bool(getattr(scheduler, "uses_probe", False))
+    probe = sim.probe() if probing else None
     for _ in range(steps):
         t0 = time.perf_counter()
-        s = scheduler.schedule(batch)
+        s = scheduler.schedule(batch, probe=probe) if probing else scheduler.schedule(batch)  # type: ignore[call-arg]
         res.schedule_seconds += time.perf_counter() - t0
         check_schedule(s, batch, scheduler.name)
         kept = batch.select(s.fresh)
@@ -254,8 +293,9 @@ def _run(scheduler: SchedulerLike, seed: int, steps: int, config: SimConfig | No
             record["replay_clip_ratio"] = float(stats.clip_ratio[len(kept) :].mean())
             record["replay_ratio_dev"] = float(stats.ratio_dev[len(kept) :].mean())
         batch, _ = sim.generate()
+        probe = sim.probe() if probing else None
         t0 = time.perf_counter()
-        gain = scheduler.observe(batch)
+        gain = scheduler.observe(batch, probe=probe) if probing else scheduler.observe(batch)  # type: ignore[call-arg]
         res.schedule_seconds += time.perf_counter() - t0
         record["observed_gain"] = None if gain is None else float(gain)
         res.accuracy.append(sim.heldout_accuracy())
@@ -268,10 +308,11 @@ def _run(scheduler: SchedulerLike, seed: int, steps: int, config: SimConfig | No
 
 
 def _round_record(batch: RolloutBatch, s: Schedule, kept: RolloutBatch) -> dict[str, Any]:
-    """Per-round diagnostics: sizes, staleness, and how many misleading (lucky) positives were kept."""
+    """Per-round diagnostics: sizes, staleness, and how many misleading rows (lucky positives, missed
+    negatives) were kept."""
     # Misleading signal: verifier-accepted wrong answers among the rows pushed up (advantage > 0).
-    lucky, pos = batch.payload["lucky"], batch.advantage > 0
-    kept_pos = kept.advantage > 0
+    lucky, pos, neg = batch.payload["lucky"], batch.advantage > 0, batch.advantage < 0
+    kept_pos, kept_neg = kept.advantage > 0, kept.advantage < 0
     rep = s.replay
     return {
         "train_reward": float(batch.reward.mean()), "train_correct": float(batch.payload["correct"].float().mean()),
@@ -279,6 +320,10 @@ def _round_record(batch: RolloutBatch, s: Schedule, kept: RolloutBatch) -> dict[
         "replay_age": float((batch.round[0] - rep.round).float().mean()) if len(rep) else None,
         "lucky_share_all": float((lucky & pos).sum() / pos.sum().clamp(min=1)),
         "lucky_share_kept": float((kept.payload["lucky"] & kept_pos).sum() / kept_pos.sum().clamp(min=1)),
+        # Misleading signal the other way: right answers rejected (cut off) among the rows pushed down.
+        "missed_share_all": float((batch.payload["missed"] & neg).sum() / neg.sum().clamp(min=1)),
+        "missed_share_kept": float((kept.payload["missed"] & kept_neg).sum() / kept_neg.sum().clamp(min=1)),
+        "kept_share": s.kept_share,
         "zero_var_groups_share": _zero_var_share(batch),
     }  # fmt: skip
 

@@ -11,8 +11,33 @@ two-hidden-layer tanh MLP over the sum of embeddings of every prompt slot, the o
 previous token: one set of parameters for all prompts (the analogue of an LLM's shared weights). Generation
 stops at the end token or after ``max_len`` tokens (truncated).
 
-Verifier. A finished answer scores 1 when it is correct; a finished wrong answer also scores 1 with
-probability ``false_positive`` (accepted by luck); a truncated answer scores 0 whatever it contains.
+Verifier. A finished answer scores 1 when it is correct and 0 otherwise, and a truncated answer scores 0
+whatever it contains, except where the world's *fault* (``SimConfig.fault``) makes the verifier mislead:
+
+* ``"none"``: a perfect verifier.
+* ``"iid"`` (the default): a finished wrong answer is accepted with probability ``false_positive``,
+  independently every time. Stands for an LLM judge sampled at temperature, or unit tests sampled per run:
+  the same wrong answer may pass once and fail the next time.
+* ``"loophole"``: on a fixed subset of the training prompts (``loophole_fraction`` of those with at least two
+  digits) the verifier accepts any answer that is a non-empty prefix of the right one (the check is
+  ``gold.startswith(answer)``), so answers that stop early pass. Stands for a parsing loophole or reward
+  hack: a fixed set of wrong answers accepted deterministically (identical answers always get identical
+  rewards), a common mistake of the base model, and a shortcut (stopping is easier than finishing) that a
+  policy which learns it carries to every prompt.
+* ``"truncation"``: a rollout that would finish after its ``k`` answer digits is cut before its end token
+  with probability ``truncation_rate * k / max_prompt_len`` (longer answers are cut more often), so it scores
+  0 and is flagged truncated although its digits may be right. Stands for correct answers cut off by the
+  completion-length limit before the final-answer marker (false negatives; the case of DAPO's overlong
+  filtering).
+* ``"judge"``: a finished wrong answer is accepted with probability ``min(1, judge_bias * q)``, ``q`` the
+  policy's own geometric-mean token probability of that answer. Stands for an LLM judge biased towards
+  the policy's own confident mistakes (self-preference): the more the policy believes a wrong answer, the
+  likelier it passes.
+* ``"mixture"``: ``"iid"``, ``"loophole"`` and ``"truncation"`` at once.
+
+Every generation records which rewards mislead (``lucky``: false positives, ``missed``: false negatives) for
+diagnostics, and an answer id per rollout (equal ids within a prompt mean identical digits, cut-off answers
+included; ``-1``: no digits), as an answer extractor reading a real completion's final number would give.
 """
 
 from __future__ import annotations
@@ -24,7 +49,12 @@ import torch
 
 from banditlib.errors import InvalidInputError
 
-__all__ = ["Generation", "SimConfig", "World", "expected_accuracy", "generate", "init_params", "token_logprobs"]
+__all__ = [
+    "FAULTS", "Generation", "SimConfig", "World", "expected_accuracy", "generate", "head_inputs", "init_params",
+    "token_logprobs",
+]  # fmt: skip
+
+FAULTS = ("none", "iid", "loophole", "truncation", "judge", "mixture")
 
 Params = dict[str, torch.Tensor]
 
@@ -40,7 +70,14 @@ class SimConfig:
         hidden: width of the policy's two hidden layers.
         prompts_per_round: ``B``, prompts per round.
         group_size: ``G``, rollouts per prompt.
-        false_positive: probability that the verifier accepts a finished wrong answer.
+        fault: how the verifier misleads, one of :data:`FAULTS` (see the module docstring).
+        false_positive: ``"iid"`` / ``"mixture"``: probability that the verifier accepts a finished wrong answer.
+        loophole_fraction: ``"loophole"`` / ``"mixture"``: fraction of the training prompts with at least two
+            digits whose echo answer always passes.
+        truncation_rate: ``"truncation"`` / ``"mixture"``: probability that an answer of the longest prompts
+            is cut before its end token (``k / max_prompt_len`` of it for prompts of ``k`` digits).
+        judge_bias: ``"judge"``: acceptance probability of a wrong answer per unit of the policy's
+            geometric-mean token probability of it.
         temperature: sampling temperature of generation (behaviour log-probs are taken at this temperature).
         lr: Adam learning rate of the RL step.
         clip_eps: PPO clipping range ``epsilon``.
@@ -57,7 +94,11 @@ class SimConfig:
     hidden: int = 64
     prompts_per_round: int = 32
     group_size: int = 8
+    fault: str = "iid"
     false_positive: float = 0.1
+    loophole_fraction: float = 0.5
+    truncation_rate: float = 0.5
+    judge_bias: float = 0.6
     temperature: float = 1.0
     lr: float = 1e-2
     clip_eps: float = 0.2
@@ -79,11 +120,13 @@ class SimConfig:
                 f"SimConfig(): `max_len` must be an int >= max_prompt_len + 1 = {self.max_prompt_len + 1} "
                 f"(room for the longest answer and its end token); got {self.max_len!r}."
             )
-        for name in ("false_positive", "heldout_fraction"):
+        if self.fault not in FAULTS:
+            raise InvalidInputError(f"SimConfig(): `fault` must be one of {FAULTS}; got {self.fault!r}.")
+        for name in ("false_positive", "heldout_fraction", "loophole_fraction", "truncation_rate"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise InvalidInputError(f"SimConfig(): `{name}` must lie in [0, 1); got {value!r}.")
-        for name in ("temperature", "lr", "clip_eps", "max_grad_norm"):
+        for name in ("temperature", "lr", "clip_eps", "max_grad_norm", "judge_bias"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise InvalidInputError(f"SimConfig(): `{name}` must be a finite number > 0; got {value!r}.")
@@ -96,8 +139,11 @@ class World:
         prompts: ``(P, max_prompt_len)`` int64 digits, padded with ``digits`` (the pad slot index).
         prompt_len: ``(P,)`` int64 ``k``.
         answer: ``(P, max_len)`` int64 target tokens: ``k`` digits, the end token, then end-token padding.
+        loophole: ``(P,)`` bool prompts whose verifier accepts a prefix of the answer in the ``"loophole"``
+            and ``"mixture"`` worlds (``loophole_fraction`` of the training prompts with at least two digits).
         train_ids / heldout_ids: int64 prompt ids of each split; oracle_ids: at most 64 training prompts per
-            length, the oracles' evaluation set.
+            length, the oracles' evaluation set; probe_ids: up to 8 training prompts per length, a small trusted
+            set for schedulers that check a probe with a strict verifier (as GradAlign's validation set).
 
     Example:
         >>> w = World(SimConfig(digits=3, max_prompt_len=2, max_len=3))
@@ -134,6 +180,14 @@ class World:
         # A fixed sample of at most 64 training prompts per length: the oracles' (cheaper) evaluation set.
         self.oracle_ids = torch.cat([ids[torch.randperm(ids.numel(), generator=split)[:64]].sort().values
                                      for ids in self._train_by_len])  # fmt: skip
+        # Fixed, seed-independent faults and probe set (own generator: the split above stays as it was).
+        faults = torch.Generator().manual_seed(54321)
+        self.loophole = torch.zeros(P, dtype=torch.bool)
+        for ids in self._train_by_len[1:]:
+            n = round(config.loophole_fraction * ids.numel())
+            self.loophole[ids[torch.randperm(ids.numel(), generator=faults)[:n]]] = True
+        self.probe_ids = torch.cat([ids[torch.randperm(ids.numel(), generator=faults)[:8]].sort().values
+                                    for ids in self._train_by_len])  # fmt: skip
 
     def sample_prompts(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """``(n,)`` training prompt ids: a length uniform over ``1..max_prompt_len``, then a prompt of it."""
@@ -171,10 +225,28 @@ def _prompt_embedding(params: Params, prompts: torch.Tensor) -> torch.Tensor:
     return params["slot"][torch.arange(K), prompts].sum(dim=1)
 
 
-def _logits(params: Params, h: torch.Tensor) -> torch.Tensor:
+def _hidden(params: Params, h: torch.Tensor) -> torch.Tensor:
+    """The output layer's input: the second hidden layer."""
     h = torch.tanh(h + params["b1"])
-    h = torch.tanh(h @ params["W2"] + params["b2"])
-    return h @ params["W3"] + params["b3"]
+    return torch.tanh(h @ params["W2"] + params["b2"])
+
+
+def _logits(params: Params, h: torch.Tensor) -> torch.Tensor:
+    return _hidden(params, h) @ params["W3"] + params["b3"]
+
+
+@torch.no_grad()
+def head_inputs(
+    params: Params, world: World, prompt_ids: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher-forced ``(hidden, probs)``: the output layer's inputs ``(n, T, H)`` and the next-token
+    distributions ``(n, T, V)`` at ``temperature``, for :func:`~banditlib.adapters.rlvr.influence.head_gradients`."""
+    n, T = tokens.shape
+    V = world.config.digits + 1
+    prev = torch.cat([torch.full((n, 1), V, dtype=torch.long), tokens[:, :-1]], dim=1)
+    h = _prompt_embedding(params, world.prompts[prompt_ids]).unsqueeze(1) + params["pos"][:T] + params["prev"][prev]
+    hid = _hidden(params, h)
+    return hid, torch.softmax((hid @ params["W3"] + params["b3"]) / temperature, dim=-1)
 
 
 def token_logprobs(
@@ -210,8 +282,11 @@ class Generation:
         prompt_ids: ``(N,)`` int64. tokens: ``(N, L)`` int64. mask: ``(N, L)`` bool, true up to and including
         the end token. logprobs: ``(N, L)`` float32 behaviour log-probs (0 where masked). entropy: ``(N,)``
         mean token entropy. length: ``(N,)`` tokens generated. truncated: ``(N,)`` bool no end token.
-        correct: ``(N,)`` bool truly correct. reward: ``(N,)`` float32 verifier reward. lucky: ``(N,)`` bool
-        wrong answer accepted by the verifier.
+        correct: ``(N,)`` bool truly correct (a finished correct answer). reward: ``(N,)`` float32 verifier
+        reward. lucky: ``(N,)`` bool a wrong answer the verifier accepted (false positive). missed: ``(N,)``
+        bool a rollout whose answer digits are right but which scored 0 because it was cut off (false
+        negative). answer: ``(N,)`` int64 answer id (equal within a prompt iff identical digits, truncated
+        answers included; ``-1`` for an answer without digits).
     """
 
     prompt_ids: torch.Tensor
@@ -224,11 +299,24 @@ class Generation:
     correct: torch.Tensor
     reward: torch.Tensor
     lucky: torch.Tensor
+    missed: torch.Tensor
+    answer: torch.Tensor
+
+
+def answer_ids(tokens: torch.Tensor, mask: torch.Tensor, end: int) -> torch.Tensor:
+    """``(N,)`` int64 id of the digits of each answer, as an extractor reading the answer's digits would give
+    (truncated answers included): the digits read as a number in base ``end + 2``, each digit plus one, so
+    answers of different lengths differ; ``-1`` for an answer without digits."""
+    L = tokens.shape[1]
+    base = torch.tensor(end + 2, dtype=torch.long) ** torch.arange(L)
+    digits = torch.where(mask & (tokens != end), tokens + 1, 0)
+    ids = (digits * base).sum(1)
+    return torch.where(ids == 0, -1, ids)
 
 
 @torch.no_grad()
 def generate(params: Params, world: World, prompt_ids: torch.Tensor, generator: torch.Generator) -> Generation:
-    """Sample one answer per row of ``prompt_ids`` ``(N,)`` and score it with the noisy verifier."""
+    """Sample one answer per row of ``prompt_ids`` ``(N,)`` and score it with the world's verifier."""
     cfg = world.config
     N, L, V = prompt_ids.shape[0], cfg.max_len, cfg.digits + 1
     end = cfg.digits
@@ -249,14 +337,41 @@ def generate(params: Params, world: World, prompt_ids: torch.Tensor, generator: 
         entropy[:, j] = torch.where(live, -(logp.exp() * logp).sum(-1), 0.0)
         done = done | (tok == end)
         prev = tok
+    # The iid draw comes first in every world, so "iid" keeps the random stream of earlier versions.
+    accept = torch.rand(N, generator=generator) < cfg.false_positive
+    k = world.prompt_len[prompt_ids]
+    right = (tokens == world.answer[prompt_ids]).all(dim=1)  # digits and end token, before any cut
+    fault = cfg.fault
+    missed = torch.zeros(N, dtype=torch.bool)
+    if fault in ("truncation", "mixture"):
+        # Cut before the end token: rollouts that ran to at least k + 1 tokens keep only their first k.
+        p_cut = cfg.truncation_rate * k.double() / cfg.max_prompt_len
+        cut = (torch.rand(N, generator=generator, dtype=torch.float64) < p_cut) & (mask.sum(1) > k)
+        keep = torch.arange(L)[None, :] < k[:, None]
+        gone = cut[:, None] & ~keep
+        mask, tokens = mask & ~gone, torch.where(gone, end, tokens)
+        logprobs, entropy = logprobs.masked_fill(gone, 0.0), entropy.masked_fill(gone, 0.0)
+        done = done & ~cut
+        missed = cut & right
     length = mask.sum(1)
     truncated = ~done
-    correct = done & (tokens == world.answer[prompt_ids]).all(dim=1)
-    accept = torch.rand(N, generator=generator) < cfg.false_positive
-    lucky = done & ~correct & accept
+    correct = done & right
+    wrong = done & ~correct
+    if fault in ("iid", "mixture"):
+        lucky = wrong & accept
+    elif fault == "judge":
+        q = ((logprobs * mask).sum(1) / length).exp()  # the policy's geometric-mean token probability
+        lucky = wrong & (torch.rand(N, generator=generator) < (cfg.judge_bias * q).clamp(max=1.0))
+    else:
+        lucky = torch.zeros(N, dtype=torch.bool)
+    if fault in ("loophole", "mixture"):
+        # A finished answer of m < k digits, all equal to the first m digits of the right one.
+        digits = length - 1
+        prefix = ((tokens == world.answer[prompt_ids]) | (torch.arange(L)[None, :] >= digits[:, None])).all(dim=1)
+        lucky = lucky | (wrong & (digits >= 1) & (digits < k) & prefix & world.loophole[prompt_ids])
     reward = (correct | lucky).float()
     return Generation(prompt_ids, tokens, mask, logprobs, entropy.sum(1) / length, length.float(), truncated,
-                      correct, reward, lucky)  # fmt: skip
+                      correct, reward, lucky, missed, answer_ids(tokens, mask, end))  # fmt: skip
 
 
 @torch.no_grad()

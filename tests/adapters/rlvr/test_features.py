@@ -1,10 +1,11 @@
-"""RolloutFeaturizer: the ten features, custom features and the online normalisation."""
+"""RolloutFeaturizer: the paper's ten features, the consistency features, custom features and the online
+normalisation."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from banditlib.adapters.rlvr import DEFAULT_FEATURES, RolloutBatch, RolloutFeaturizer
+from banditlib.adapters.rlvr import DEFAULT_FEATURES, PAPER_FEATURES, RolloutBatch, RolloutFeaturizer
 
 from banditlib.errors import InvalidInputError
 
@@ -22,9 +23,47 @@ def batch(seed: int = 0, n_groups: int = 3, size: int = 4) -> RolloutBatch:
     )
 
 
-def test_default_names_and_raw_values() -> None:
+def test_default_features_are_unnormalised_indicators() -> None:
     f = RolloutFeaturizer()
-    assert f.feature_names == DEFAULT_FEATURES and f.names[-1] == "intercept" and f.dim == 11
+    assert f.feature_names == DEFAULT_FEATURES and f.names[-1] == "intercept" and f.dim == 6 and not f.normalize
+    b = RolloutBatch.from_tensors(
+        group=[0, 0, 0, 1, 1], reward=[1.0, 0.0, 0.0, 1.0, 0.0], entropy=[0.1] * 5, length=[3] * 5,
+        truncated=[False, False, True, False, False], answer=[5, 5, 5, 2, 3],
+    )  # fmt: skip
+    raw = f.raw(b)
+    col = {n: raw[:, i].tolist() for i, n in enumerate(f.feature_names)}
+    assert col["answer_conflict"] == [1.0, 0.0, 0.0, 0.0, 0.0]  # answer 5 passed once, failed once when finished
+    assert col["truncated_negative"] == [0.0, 0.0, 1.0, 0.0, 0.0]
+    assert col["low_pass_accepted"] == [0.0, 0.0, 0.0, 0.0, 0.0]  # pass rates 1/3 and 1/2 > 0.25
+    assert col["accepted"] == [1.0, 0.0, 0.0, 1.0, 0.0] and col["truncated"] == [0.0, 0.0, 1.0, 0.0, 0.0]
+    f.update(raw)
+    assert torch.equal(f.transform(raw)[:, :5], raw)  # never normalised
+    assert RolloutFeaturizer(low_pass=0.4).raw(b)[:, 2].tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_consistency_features_and_their_absence() -> None:
+    f = RolloutFeaturizer(["answer_share", "answer_agreement", "accepted_answers", "reward_deviation",
+                           "seq_logprob", "reward_x_pass"], intercept=False)  # fmt: skip
+    assert f.normalize
+    kw = dict(group=[0, 0, 0, 0], reward=[1.0, 1.0, 0.0, 1.0], entropy=[0.1] * 4, length=[3] * 4,
+              logprobs=[[-1.0, -0.5], [-2.0, float("-inf")], [0.0, 0.0], [-0.25, -0.25]])  # fmt: skip
+    raw = f.raw(RolloutBatch.from_tensors(**kw, answer=[4, 4, 4, 9]))
+    col = {n: raw[:, i].tolist() for i, n in enumerate(f.feature_names)}
+    assert col["answer_share"] == [0.75, 0.75, 0.75, 0.25]
+    assert col["answer_agreement"] == pytest.approx([2 / 3, 2 / 3, 2 / 3, 1 / 3])
+    assert col["accepted_answers"] == [2.0] * 4
+    assert col["reward_deviation"] == pytest.approx([1 / 3, 1 / 3, -2 / 3, 0.0])
+    assert col["seq_logprob"] == [-1.5, -2.0, 0.0, -0.5]  # -inf padding counts as 0
+    assert col["reward_x_pass"] == [0.75, 0.75, 0.0, 0.75]
+    none = f.raw(RolloutBatch.from_tensors(**kw))  # no answers: the answer-based columns are 0
+    assert none[:, :4].abs().sum() == 0 and none[:, 4].tolist() == col["seq_logprob"]
+    with pytest.raises(InvalidInputError, match="sequence of names"):
+        RolloutFeaturizer("entropy")  # type: ignore[arg-type]
+
+
+def test_paper_names_and_raw_values() -> None:
+    f = RolloutFeaturizer(PAPER_FEATURES)
+    assert f.feature_names == PAPER_FEATURES and f.names[-1] == "intercept" and f.dim == 11 and f.normalize
     b = RolloutBatch.from_tensors(
         group=[0, 0, 1],
         reward=[1.0, 0.0, 1.0],
@@ -44,7 +83,9 @@ def test_default_names_and_raw_values() -> None:
 
 
 def test_add_and_drop_by_name() -> None:
-    f = RolloutFeaturizer(drop=["age", "uses", "length"], add={"short": lambda b: (b.length < 50).float()})
+    f = RolloutFeaturizer(
+        PAPER_FEATURES, drop=["age", "uses", "length"], add={"short": lambda b: (b.length < 50).float()}
+    )
     assert f.feature_names[-1] == "short" and "length" not in f.names and f.dim == 9
     b = batch()
     assert f.raw(b)[:, f.feature_names.index("short")].tolist() == (b.length < 50).float().tolist()
@@ -64,7 +105,7 @@ def test_add_and_drop_by_name() -> None:
 
 
 def test_running_statistics_pool_exactly() -> None:
-    f = RolloutFeaturizer()
+    f = RolloutFeaturizer(PAPER_FEATURES)
     raws = [f.raw(batch(s), age=torch.full((12,), float(s)), uses=torch.arange(12.0)) for s in range(4)]
     for r in raws:
         f.update(r)

@@ -12,8 +12,11 @@ from collections.abc import Iterator
 import pytest
 import torch
 from banditlib.adapters.rlvr import (
+    ConsistencyFilter,
     DynamicSamplingFilter,
     MaxVarianceScheduler,
+    OverlongFilter,
+    PriorityReplay,
     RecencyReplay,
     RolloutBatch,
     RolloutScheduler,
@@ -144,7 +147,11 @@ SCHEDULERS = [
     lambda: DynamicSamplingFilter(),
     lambda: ThresholdScheduler(min_abs_advantage=0.01),
     lambda: RecencyReplay(reuse=2, buffer_rounds=2),
+    lambda: RolloutScheduler(preset="paper", mode="both", reuse=2, seed=0),
     lambda: RolloutScheduler(mode="both", reuse=2, seed=0),
+    lambda: ConsistencyFilter(),
+    lambda: OverlongFilter(),
+    lambda: PriorityReplay(replay_ratio=0.5, max_age=2, seed=0),
 ]
 
 
@@ -156,7 +163,8 @@ def rounds(t: int) -> RolloutBatch:
 @pytest.mark.parametrize("make", SCHEDULERS)
 def test_common_protocol(make: object, tmp_path: pathlib.Path) -> None:
     sch: Scheduler = make()  # type: ignore[operator]
-    assert sch.name in {"uniform", "pods", "dapo", "threshold", "recency", "cbs-both"}
+    assert sch.name in {"uniform", "pods", "dapo", "threshold", "recency", "cbs-both", "scheduler-both", "consistency",
+                        "overlong", "priority-replay"}  # fmt: skip
     with pytest.raises(StateError):
         sch.observe(rounds(0))
     s = sch.schedule(rounds(0))

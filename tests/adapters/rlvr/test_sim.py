@@ -212,3 +212,93 @@ def test_top_per_group_and_oracles_run() -> None:
     out = buffer_oracle(Simulator(SMALL, seed=0), steps=3, buffers=(0, 1, 2), every=1)
     assert out["rounds"] == [2] and len(out["best"][0]) == 3
     assert out["nested"][0] == sorted(out["nested"][0]) and out["old_share"][0][0] == 0.0
+
+
+# ---------------------------------------------------------------------------------------------- fault worlds
+
+
+def sample(fault: str, n: int = 20_000, seed: int = 0, **kw: Any) -> tuple[Simulator, Any, torch.Tensor]:
+    sim = Simulator(SimConfig(fault=fault, **kw), seed=seed)
+    ids = sim.world.sample_prompts(n, sim.generator)
+    return sim, generate(sim.params, sim.world, ids, sim.generator), ids
+
+
+def test_perfect_verifier_and_answer_ids() -> None:
+    sim, g, _ = sample("none", 4000)
+    assert not g.lucky.any() and not g.missed.any() and torch.equal(g.reward.bool(), g.correct)
+    # equal ids for equal digit strings, whatever the prompt's length or a cut
+    digits = [tuple(int(t) for t, m in zip(row, mk, strict=True) if m and t != sim.config.digits)
+              for row, mk in zip(g.tokens.tolist(), g.mask.tolist(), strict=True)]  # fmt: skip
+    by_id: dict[int, set[tuple[int, ...]]] = {}
+    for d, a in zip(digits, g.answer.tolist(), strict=True):
+        by_id.setdefault(a, set()).add(d)
+    assert all(len(v) == 1 for v in by_id.values())
+    assert all(d == () for d in by_id.get(-1, {()}))
+    assert len(by_id) > 50
+
+
+def test_loophole_passes_prefixes_of_the_right_answer_on_its_prompts_only() -> None:
+    sim, g, ids = sample("loophole")
+    assert g.lucky.any() and bool(sim.world.loophole[ids][g.lucky].all())
+    k = sim.world.prompt_len[ids]
+    for i in torch.nonzero(g.lucky).squeeze(1)[:200].tolist():
+        m = int(g.length[i]) - 1  # digits before the end token
+        assert 1 <= m < int(k[i]) and torch.equal(g.tokens[i, :m], sim.world.answer[ids[i], :m])
+    assert sim.world.loophole[sim.world.train_ids].float().mean() > 0.3
+    assert not sim.world.loophole[sim.world.prompt_len == 1].any()
+    # deterministic: the same answer to the same prompt always gets the same reward
+    pairs: dict[tuple[int, int], set[float]] = {}
+    for p, a, r in zip(ids.tolist(), g.answer.tolist(), g.reward.tolist(), strict=True):
+        pairs.setdefault((p, a), set()).add(r)
+    assert all(len(v) == 1 for v in pairs.values())
+
+
+def test_truncation_cuts_answers_before_their_end_token() -> None:
+    sim, g, ids = sample("truncation", truncation_rate=0.5)
+    k = sim.world.prompt_len[ids]
+    assert g.missed.any() and bool(g.truncated[g.missed].all()) and bool((g.reward[g.missed] == 0).all())
+    assert bool((g.length[g.missed] == k[g.missed].float()).all())  # the k digits are kept, the end token is not
+    rate = [float(g.missed[k == j].float().mean()) for j in (1, 4)]
+    assert rate[0] > 0.05  # k = 1: rate 0.5 / 4 of the (mostly right) answers
+    _, g0, _ = sample("iid", 4000)
+    assert not g0.missed.any()
+
+
+def test_judge_accepts_confident_mistakes_more_often() -> None:
+    _, g, _ = sample("judge", judge_bias=0.6)
+    wrong = ~g.correct & ~g.truncated
+    q = ((g.logprobs * g.mask).sum(1) / g.length).exp()
+    hi = wrong & (q > q[wrong].median())
+    lo = wrong & (q <= q[wrong].median())
+    assert float(g.lucky[hi].float().mean()) > 1.5 * float(g.lucky[lo].float().mean())
+
+
+def test_mixture_has_every_fault_and_configs_are_checked() -> None:
+    _, g, _ = sample("mixture", false_positive=0.1, loophole_fraction=0.25, truncation_rate=0.25)
+    assert g.lucky.any() and g.missed.any()
+    with pytest.raises(InvalidInputError, match="`fault`"):
+        SimConfig(fault="flaky")
+    with pytest.raises(InvalidInputError, match="`truncation_rate`"):
+        SimConfig(truncation_rate=1.0)
+    with pytest.raises(InvalidInputError, match="`judge_bias`"):
+        SimConfig(judge_bias=0.0)
+
+
+def test_batches_carry_answers_exact_head_gradients_and_a_probe() -> None:
+    sim = Simulator(SMALL, seed=0)
+    b, gen = sim.generate()
+    assert torch.equal(b.answer, gen.answer) and b.grad is not None
+    H, V = sim.config.hidden, sim.config.digits + 1
+    assert b.grad.shape == (len(b), V * H + V)
+    # against autograd on the simulator's own log-probs, for two rows
+    from banditlib.adapters.rlvr.sim.world import token_logprobs
+
+    for i in (0, 5):
+        leaves = {k: p.detach().clone().requires_grad_(k in ("W3", "b3")) for k, p in sim.params.items()}
+        logp, _ = token_logprobs(leaves, sim.world, b.payload["prompt"][i : i + 1], b.payload["tokens"][i : i + 1])
+        m = b.payload["mask"][i : i + 1].float()
+        gW, gb = torch.autograd.grad((logp * m).sum() / m.sum(), (leaves["W3"], leaves["b3"]))
+        assert torch.allclose(b.grad[i], torch.cat([gW.T.flatten(), gb]), atol=1e-5)
+    probe = sim.probe()
+    assert len(probe) == sim.world.probe_ids.numel() == 30 and bool((probe.advantage == 1).all())  # 6 + 3 x 8
+    assert probe.grad is not None and int(probe.round[0]) == sim.round

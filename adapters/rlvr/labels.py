@@ -1,0 +1,488 @@
+"""What a scheduler learns from: :class:`RolloutLabel` and the built-in labels.
+
+A label turns one round's rollouts, and what followed them, into target values for the scheduler's model.
+The protocol has two halves, because some labels need the next round:
+
+* :meth:`RolloutLabel.begin` runs in ``schedule()`` on round ``t``'s fresh rollouts and returns the tensors
+  the label must remember (saved with the scheduler);
+* :meth:`RolloutLabel.finish` runs in ``observe()`` with round ``t + 1``'s fresh rollouts (and an optional
+  trusted probe batch) and returns, for the rows the scheduler stored, which of them are labelled and with
+  what value.
+
+``rows = "all"`` labels score every fresh rollout of round ``t`` (full information: a dropped rollout's
+label is as informative as a kept one's, so the model is not biased by its own selection); ``rows =
+"selected"`` labels only the rollouts that were trained on (the paper's round gain, shared by all of them).
+
+Built in:
+
+* :class:`RoundGain`: the paper's ``r_t = (V_{t+1} - V_t) - w_e 1[E_t > e_min] (E_{t+1} - E_t)``, shared by
+  every selected rollout, standardised online. The reference; in our measurements it is mostly noise.
+* :class:`BaselinedGain`: the same gain with a per-prompt pass-rate baseline as a control variate, which
+  removes most of the variance that comes from which prompts were drawn.
+* :class:`InfluenceLabel`: per rollout, the first-order influence ``A_i <g_i, d>`` of training on it on a
+  probe objective, from gradient sketches (``RolloutBatch.grad``); the probe direction ``d`` comes from the
+  next round's fresh batch or from a small trusted probe batch scored by a strict verifier.
+* :class:`ConsistencyLabel`: self-supervised, per rollout: ``+1`` when its reward agrees with the majority
+  verdict of the *other* finished rollouts of its group that gave the same answer, ``-1`` when it does not;
+  unlabelled when no other finished rollout gave that answer.
+
+Every label raises :class:`~banditlib.errors.InvalidInputError` for input it cannot use (missing ``answer``
+or ``grad`` where required, a probe of another round) before anything changes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from banditlib import _validation as V
+from banditlib.errors import InvalidInputError
+
+from .batch import GroupLayout, RolloutBatch
+from .consistency import AnswerStats
+from .reward import GainReward
+
+__all__ = ["BaselinedGain", "ConsistencyLabel", "InfluenceLabel", "RolloutLabel", "RoundGain", "label_from_config"]
+
+_LABELS: dict[str, type[RolloutLabel]] = {}
+_CLIP = 5.0
+
+
+class RolloutLabel:
+    """Base class of labels. Subclasses set :attr:`rows` and :attr:`shared`, and implement :meth:`begin` and
+    :meth:`finish` (and :meth:`state_dict` / :meth:`load_state_dict` when they keep running statistics)."""
+
+    name = "label"
+    rows = "all"  # "all": every fresh rollout of the round is labelled; "selected": only the trained ones
+    shared = False  # one value shared by every labelled row (a round-level label)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _LABELS[cls.__name__] = cls
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments, JSON-serialisable."""
+        return {}
+
+    def check(self, batch: RolloutBatch, where: str) -> None:
+        """Raise :class:`~banditlib.errors.InvalidInputError` if ``batch`` lacks what the label needs."""
+
+    def begin(self, batch: RolloutBatch, layout: GroupLayout, selected: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What to remember of round ``t`` (``selected``: ``(n,)`` indices of the fresh rows trained on).
+
+        Returns:
+            Named tensors (saved with the scheduler's state; may be empty).
+        """
+        return {}
+
+    def finish(
+        self, saved: Mapping[str, torch.Tensor], batch: RolloutBatch, probe: RolloutBatch | None, where: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The labels of round ``t``'s rows from round ``t + 1``'s fresh ``batch`` (and ``probe``).
+
+        Returns:
+            ``(mask, values)``, both ``(M,)`` with ``M`` the rows stored at ``begin`` (every fresh row for
+            ``rows = "all"``, the selected ones otherwise), or both ``(1,)`` for a ``shared`` label: which rows
+            are labelled, and their float64 values (finite where labelled).
+        """
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Running statistics (copies)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor], where: str) -> None:
+        """Load :meth:`state_dict`'s output; on error nothing changes."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        return f"{type(self).__name__}({args})"
+
+
+class _Standardiser:
+    """Exponentially weighted mean and variance of a scalar label stream, ``z = clip((x - m) / s, -5, 5)``."""
+
+    def __init__(self, decay: float) -> None:
+        self.decay = decay
+        self.stats = (0.0, 0.0, 0.0)  # count, mean, variance
+
+    def push(self, x: float) -> float:
+        count, m, v = self.stats
+        count += 1
+        beta = min(self.decay, 1.0 - 1.0 / count)
+        delta = x - m
+        m = m + (1.0 - beta) * delta
+        v = beta * (v + (1.0 - beta) * delta * delta)
+        self.stats = (count, m, v)
+        return 0.0 if v <= 0 else max(-_CLIP, min(_CLIP, (x - m) / math.sqrt(v)))
+
+    def state(self) -> torch.Tensor:
+        return torch.tensor(self.stats, dtype=torch.float64)
+
+    def load(self, t: Any, where: str) -> None:
+        try:
+            vals = tuple(float(v) for v in torch.as_tensor(t, dtype=torch.float64).reshape(3))
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{where}: malformed label statistics: {exc}") from None
+        if not all(math.isfinite(v) for v in vals) or vals[0] < 0 or vals[2] < 0:
+            raise InvalidInputError(f"{where}: the label statistics must be finite with count, variance >= 0.")
+        self.stats = vals  # type: ignore[assignment]
+
+
+class RoundGain(RolloutLabel):
+    """The paper's performance gain of a round, shared by every rollout trained on in it.
+
+    ``r_t`` is :class:`~.reward.GainReward` of the rounds ``t`` and ``t + 1``; it is standardised online
+    (exponentially weighted mean and standard deviation with decay ``decay``, exact averages over the first
+    rounds, ``z = clip((r - m) / s, -5, 5)``, ``z = 0`` until the gains vary), since gains are differences of
+    mean rewards (about ``1e-2``) that drift as training slows.
+
+    Args:
+        reward: the gain (default :class:`~.reward.GainReward` ``()``).
+        decay: in ``[0, 1)``.
+
+    Example:
+        >>> lab = RoundGain()
+        >>> mk = lambda r, t: RolloutBatch.from_groups([{"reward": r, "entropy": [0.1, 0.1], "length": [3, 3]}],
+        ...                                            round=t)
+        >>> saved = lab.begin(mk([0.0, 0.0], 0), None, torch.tensor([0, 1]))
+        >>> lab.finish(saved, mk([1.0, 0.0], 1), None, "example")[1].tolist()  # first gain: no scale yet
+        [0.0]
+        >>> lab.last_gain
+        0.5
+
+    References:
+        Lu et al. Contextual Rollout Bandits for Reinforcement Learning with Verifiable Rewards, arXiv
+        2602.08499, 2026.
+    """
+
+    name = "round-gain"
+    rows = "selected"
+    shared = True
+
+    def __init__(self, reward: GainReward | None = None, decay: float = 0.95) -> None:
+        if reward is not None and not isinstance(reward, GainReward):
+            raise InvalidInputError(f"RoundGain(): `reward` must be a GainReward or None; got {reward!r:.80}.")
+        self.reward = reward if reward is not None else GainReward()
+        self.decay = V.check_float(decay, "RoundGain()", "decay", low=0.0, high=1.0, high_open=True)
+        self._std = _Standardiser(self.decay)
+        self.last_gain = math.nan
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"reward": self.reward.config, "decay": self.decay}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> RoundGain:
+        cfg = dict(config)
+        return cls(reward=GainReward(**cfg.pop("reward", {})), **cfg)
+
+    @property
+    def scale(self) -> tuple[float, float, float]:
+        """``(count, mean, variance)`` of the gains so far."""
+        return self._std.stats
+
+    def begin(self, batch: RolloutBatch, layout: GroupLayout, selected: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"stats": torch.tensor(GainReward.round_stats(batch), dtype=torch.float64)}
+
+    def gain(self, saved: Mapping[str, torch.Tensor], batch: RolloutBatch) -> float:
+        """The raw gain ``r_t`` (before standardisation)."""
+        v_t, e_t = (float(v) for v in saved["stats"])
+        return self.reward.gain(v_t, e_t, *GainReward.round_stats(batch))
+
+    def finish(
+        self, saved: Mapping[str, torch.Tensor], batch: RolloutBatch, probe: RolloutBatch | None, where: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        gain = self.gain(saved, batch)
+        z = self._std.push(gain)
+        self.last_gain = gain
+        return torch.ones(1, dtype=torch.bool), torch.full((1,), z, dtype=torch.float64)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"standardiser": self._std.state()}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor], where: str) -> None:
+        if "standardiser" not in state:
+            raise InvalidInputError(f"{where}: the round-gain label's state needs `standardiser`.")
+        std = _Standardiser(self.decay)
+        std.load(state["standardiser"], where)
+        self._std = std
+
+
+class BaselinedGain(RoundGain):
+    """:class:`RoundGain` with a per-prompt pass-rate baseline as control variate.
+
+    The round gain ``V_{t+1} - V_t`` is dominated by which prompts were drawn (an easy draw raises ``V``
+    whatever was trained). With ``b(p)`` the running mean reward of prompt ``p`` (exponentially weighted over
+    its earlier appearances, decay ``prompt_decay``; the running mean reward of all prompts for a prompt not
+    seen yet), each round's ``V`` is replaced by its residual ``mean_i (r_i - b(p_i))`` measured against the
+    baselines as they stood before the round, so a round of easy prompts no longer looks like progress. The
+    entropy term is unchanged.
+
+    Args:
+        reward: the gain's entropy term (default :class:`~.reward.GainReward` ``()``).
+        decay: standardisation decay, in ``[0, 1)``.
+        prompt_key: payload key of the ``(N,)`` integer prompt ids (stable across rounds).
+        prompt_decay: in ``[0, 1)``.
+
+    Raises:
+        InvalidInputError: (at ``schedule``/``observe``) a batch without ``payload[prompt_key]`` or with ids that
+            are not ``(N,)`` integers.
+
+    Example:
+        >>> lab = BaselinedGain()
+        >>> mk = lambda r, p, t: RolloutBatch.from_groups([{"reward": r, "entropy": [0.1, 0.1], "length": [3, 3],
+        ...                                                 "payload": {"prompt": [p, p]}}], round=t)
+        >>> s = lab.begin(mk([1.0, 1.0], 7, 0), None, torch.tensor([0, 1]))
+        >>> _ = lab.finish(s, mk([1.0, 1.0], 7, 1), None, "example")
+        >>> lab.last_gain  # prompt 7 was known to be easy: no gain
+        0.0
+    """
+
+    name = "baselined-gain"
+
+    def __init__(
+        self, reward: GainReward | None = None, decay: float = 0.95, prompt_key: str = "prompt",
+        prompt_decay: float = 0.5,
+    ) -> None:  # fmt: skip
+        super().__init__(reward, decay)
+        if not isinstance(prompt_key, str) or not prompt_key:
+            raise InvalidInputError(f"BaselinedGain(): `prompt_key` must be a non-empty string; got {prompt_key!r}.")
+        self.prompt_key = prompt_key
+        self.prompt_decay = V.check_float(
+            prompt_decay, "BaselinedGain()", "prompt_decay", low=0.0, high=1.0, high_open=True
+        )
+        self._ids = torch.zeros(0, dtype=torch.long)  # sorted prompt ids
+        self._means = torch.zeros(0, dtype=torch.float64)
+        self._global = (0.0, 0.0)  # rows seen, their mean reward
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {**super().config, "prompt_key": self.prompt_key, "prompt_decay": self.prompt_decay}
+
+    def check(self, batch: RolloutBatch, where: str) -> None:
+        p = batch.payload.get(self.prompt_key)
+        if p is None or p.shape != (len(batch),) or p.is_floating_point() or p.dtype == torch.bool:
+            raise InvalidInputError(
+                f"{where}: BaselinedGain needs `payload[{self.prompt_key!r}]`, (N,) integer prompt ids stable across "
+                f"rounds; got {None if p is None else (p.dtype, tuple(p.shape))}."
+            )
+
+    def _residual(self, batch: RolloutBatch) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """``mean(r - b(p))`` and the round's per-prompt mean rewards (ids, means)."""
+        ids = batch.payload[self.prompt_key].long().cpu()
+        r = batch.reward.double().cpu()
+        uniq, inv = torch.unique(ids, return_inverse=True)
+        means = torch.zeros(uniq.shape[0], dtype=torch.float64).index_add_(0, inv, r)
+        means /= torch.bincount(inv, minlength=uniq.shape[0]).double()
+        base = torch.full(
+            (uniq.shape[0],), self._global[1] if self._global[0] else float(r.mean()), dtype=torch.float64
+        )
+        if self._ids.numel():
+            pos = torch.searchsorted(self._ids, uniq).clamp(max=self._ids.numel() - 1)
+            known = self._ids[pos] == uniq
+            base = torch.where(known, self._means[pos], base)
+        return float((r - base[inv]).mean()), uniq, means
+
+    def _fold(self, uniq: torch.Tensor, means: torch.Tensor, rows: int, mean_r: float) -> None:
+        beta = self.prompt_decay
+        if self._ids.numel():
+            pos = torch.searchsorted(self._ids, uniq).clamp(max=self._ids.numel() - 1)
+            known = self._ids[pos] == uniq
+            self._means[pos[known]] = beta * self._means[pos[known]] + (1 - beta) * means[known]
+            new_ids, new_means = uniq[~known], means[~known]
+        else:
+            new_ids, new_means = uniq, means
+        ids = torch.cat([self._ids, new_ids])
+        order = ids.argsort()
+        self._ids, self._means = ids[order], torch.cat([self._means, new_means])[order]
+        n0, m0 = self._global
+        self._global = (n0 + rows, m0 + (mean_r - m0) * rows / (n0 + rows))
+
+    def begin(self, batch: RolloutBatch, layout: GroupLayout, selected: torch.Tensor) -> dict[str, torch.Tensor]:
+        resid, uniq, means = self._residual(batch)
+        self._fold(uniq, means, len(batch), float(batch.reward.double().mean()))
+        return {"stats": torch.tensor([resid, float(batch.entropy.double().mean())], dtype=torch.float64)}
+
+    def gain(self, saved: Mapping[str, torch.Tensor], batch: RolloutBatch) -> float:
+        v_t, e_t = (float(v) for v in saved["stats"])
+        v_next, _, _ = self._residual(batch)
+        return self.reward.gain(v_t, e_t, v_next, float(batch.entropy.double().mean()))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {
+            **super().state_dict(),
+            "prompt_ids": self._ids.clone(),
+            "prompt_means": self._means.clone(),
+            "global": torch.tensor(self._global, dtype=torch.float64),
+        }
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor], where: str) -> None:
+        try:
+            ids = torch.as_tensor(state["prompt_ids"]).long().reshape(-1).clone()
+            means = torch.as_tensor(state["prompt_means"], dtype=torch.float64).reshape(-1).clone()
+            glob = tuple(float(v) for v in torch.as_tensor(state["global"], dtype=torch.float64).reshape(2))
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{where}: malformed prompt baselines: {exc}") from None
+        if ids.shape != means.shape or not V.all_finite(means) or not all(math.isfinite(g) for g in glob):
+            raise InvalidInputError(f"{where}: the prompt baselines must be finite and match their ids.")
+        if ids.numel() > 1 and not bool((ids[1:] > ids[:-1]).all()):
+            raise InvalidInputError(f"{where}: the prompt ids must be sorted and distinct.")
+        super().load_state_dict(state, where)
+        self._ids, self._means, self._global = ids, means, glob  # type: ignore[assignment]
+
+
+class InfluenceLabel(RolloutLabel):
+    """Per-rollout first-order influence on a probe objective, from gradient sketches.
+
+    Training on rollout ``i`` moves the parameters along ``A_i g_i``, with ``g_i`` the gradient of its mean
+    token log-prob (``RolloutBatch.grad`` holds a fixed projection of it) and ``A_i`` its advantage. To first
+    order its effect on a probe objective with ascent direction ``d`` is proportional to ``A_i <g_i, d>``. The
+    probe direction is ``d = mean_j A_j g_j`` over
+
+    * the ``probe`` batch passed to ``observe`` when there is one: rollouts of a small trusted prompt set
+      scored by a strict verifier, or the prompts' reference answers with advantage 1 (an SFT direction, as
+      I-PPO's validation gradient); the only signal that can expose a reward hack which the training verifier
+      itself rewards (GradAlign);
+    * otherwise the next round's fresh batch, scored by the same verifier as the training data (its noise
+      averages out across prompts, its systematic faults do not).
+
+    Values are divided by the round's mean absolute influence and clipped to ``[-5, 5]``: a label of unit
+    scale whose sign says helpful (``> 0``) or harmful. The sketch is taken where the rollout was generated and
+    the probe one round later, a one-step-stale first-order estimate (the one GradAlign and I-PPO make).
+
+    Args:
+        probe: ``"auto"`` (the trusted probe when given, else the next batch), ``"next"`` or ``"trusted"``
+            (a probe batch is then required).
+
+    Raises:
+        InvalidInputError: (at ``schedule``/``observe``) a batch without ``grad``; sketches of different widths;
+            ``probe="trusted"`` without a probe batch.
+
+    Example:
+        >>> lab = InfluenceLabel()
+        >>> mk = lambda g, t: RolloutBatch.from_tensors(group=[0, 0], reward=[1.0, 0.0], entropy=[0.1, 0.1],
+        ...                                            length=[3, 3], grad=g, round=t)
+        >>> saved = lab.begin(mk([[1.0, 0.0], [0.0, 1.0]], 0), None, torch.tensor([0, 1]))
+        >>> mask, y = lab.finish(saved, mk([[1.0, 0.0], [0.0, 1.0]], 1), None, "example")
+        >>> y.tolist()  # both rows push towards the next round's direction
+        [1.0, 1.0]
+
+    References:
+        Pruthi et al. Estimating training data influence by tracing gradient descent (TracIn), NeurIPS 2020;
+        Yang et al. GradAlign: gradient-aligned data selection for LLM reinforcement learning, arXiv 2602.21492,
+        2026; Shu et al. I-PPO, arXiv 2604.01597, 2026.
+    """
+
+    name = "influence"
+
+    def __init__(self, probe: str = "auto") -> None:
+        if probe not in ("auto", "next", "trusted"):
+            raise InvalidInputError(f"InfluenceLabel(): `probe` must be 'auto', 'next' or 'trusted'; got {probe!r}.")
+        self.probe = probe
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"probe": self.probe}
+
+    def check(self, batch: RolloutBatch, where: str) -> None:
+        if batch.grad is None:
+            raise InvalidInputError(
+                f"{where}: the influence label needs per-rollout gradient sketches (`RolloutBatch.grad`); the batch "
+                "has none (see banditlib.adapters.rlvr.influence for how to compute them)."
+            )
+
+    def begin(self, batch: RolloutBatch, layout: GroupLayout, selected: torch.Tensor) -> dict[str, torch.Tensor]:
+        assert batch.grad is not None  # checked by check()
+        return {"direction": (batch.advantage[:, None] * batch.grad).detach().to(torch.float32).clone()}
+
+    def finish(
+        self, saved: Mapping[str, torch.Tensor], batch: RolloutBatch, probe: RolloutBatch | None, where: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        src = probe if probe is not None and self.probe != "next" else batch
+        if self.probe == "trusted" and probe is None:
+            raise InvalidInputError(f"{where}: InfluenceLabel(probe='trusted') needs a `probe` batch in observe().")
+        if src.grad is None:
+            raise InvalidInputError(
+                f"{where}: the influence label needs gradient sketches (`grad`) on the "
+                f"{'probe' if src is probe else 'next round'}'s batch; it has none."
+            )
+        s = saved["direction"].to(src.grad.device, torch.float64)
+        if src.grad.shape[1] != s.shape[1]:
+            raise InvalidInputError(
+                f"{where}: the gradient sketches changed width from {s.shape[1]} to {src.grad.shape[1]}; use the same "
+                "projection in every round."
+            )
+        d = (src.advantage.double()[:, None] * src.grad.double()).mean(0)
+        infl = s @ d
+        scale = infl.abs().mean()
+        if not bool(scale > 0) or not bool(torch.isfinite(scale)):
+            return torch.zeros_like(infl, dtype=torch.bool).cpu(), torch.zeros_like(infl).cpu()
+        y = (infl / scale).clamp(-_CLIP, _CLIP)
+        return torch.ones_like(y, dtype=torch.bool).cpu(), y.cpu()
+
+
+class ConsistencyLabel(RolloutLabel):
+    """Self-supervised: does a rollout's reward agree with the verdict on identical answers in its group?
+
+    For rollout ``i`` with an answer, let ``F`` be the other *finished* rollouts of its group with the same
+    answer (truncated ones are no evidence: they are rejected for being cut off). When ``F`` is not empty the
+    answer's verdict is *accepted* if a strict majority of ``F`` was accepted, *rejected* otherwise (a tie
+    counts as rejected: a verifier that sometimes lets a wrong answer through is the commoner fault than
+    one that sometimes fails a right one), and the label is ``+1`` if ``i``'s own acceptance agrees, ``-1``
+    if not. Rollouts without an answer or without such copies are unlabelled. So a lucky pass of a wrong
+    answer (rejected elsewhere) and a correct answer cut off while its finished copies passed both get
+    ``-1``; the model then learns which features predict a misleading reward in this world, and applies it
+    to rollouts that have no copies.
+
+    Without ``answer`` nothing is labelled (the scheduler then keeps learning nothing, and says so once).
+
+    Args:
+        accept_threshold: a rollout counts as accepted when ``reward > accept_threshold``.
+
+    Example:
+        >>> b = RolloutBatch.from_tensors(group=[0, 0, 0, 0], reward=[1.0, 0.0, 0.0, 1.0], entropy=[0.1] * 4,
+        ...                               length=[3] * 4, answer=[7, 7, 7, 5])
+        >>> lab = ConsistencyLabel()
+        >>> mask, y = lab.finish(lab.begin(b, GroupLayout.of(b.group), torch.arange(4)), b, None, "example")
+        >>> mask.tolist(), y[mask].tolist()  # the lone pass of answer 7 disagrees with its two rejections
+        ([True, True, True, False], [-1.0, 1.0, 1.0])
+    """
+
+    name = "consistency"
+
+    def __init__(self, accept_threshold: float = 0.5) -> None:
+        self.accept_threshold = V.check_float(accept_threshold, "ConsistencyLabel()", "accept_threshold")
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"accept_threshold": self.accept_threshold}
+
+    def begin(self, batch: RolloutBatch, layout: GroupLayout, selected: torch.Tensor) -> dict[str, torch.Tensor]:
+        s = AnswerStats.of(batch, layout, self.accept_threshold)
+        labelled = s.has_answer & (s.others_finished >= 1)
+        verdict = s.others_accepted > s.others_finished / 2
+        y = torch.where(s.accepted == verdict, 1.0, -1.0).to(torch.float64)
+        return {"mask": labelled.cpu(), "values": torch.where(labelled, y, 0.0).cpu()}
+
+    def finish(
+        self, saved: Mapping[str, torch.Tensor], batch: RolloutBatch, probe: RolloutBatch | None, where: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return saved["mask"].bool(), saved["values"].to(torch.float64)
+
+
+def label_from_config(spec: Mapping[str, Any], where: str) -> RolloutLabel:
+    """Rebuild a label from ``{"class": name, "config": {...}}`` (as saved by a scheduler)."""
+    try:
+        cls = _LABELS[str(spec["class"])]
+        cfg = dict(spec["config"])
+        if issubclass(cls, RoundGain):
+            reward = GainReward(**cfg.pop("reward", {}))
+            return cls(reward=reward, **cfg)
+        return cls(**cfg)
+    except (KeyError, TypeError) as exc:
+        raise InvalidInputError(f"{where}: unknown or malformed label {dict(spec)!r}: {exc}") from None
