@@ -54,9 +54,12 @@ def _describe(value: Any) -> str:
 
 
 def _to_numpy(value: Any, where: str, name: str) -> np.ndarray:
-    """Turn a numpy array, a nested sequence or a number into a native-byte-order numpy array."""
+    """Turn a numpy array (subclasses such as ``np.matrix`` included), a nested sequence or a number into a
+    native-byte-order numpy array that torch can wrap: positive strides, and ``np.longdouble`` narrowed to
+    float64 (torch has no extended precision; values beyond float64's range become infinite and are then
+    rejected as non-finite)."""
     if isinstance(value, np.ndarray):
-        arr = value
+        arr = np.asarray(value)
     elif isinstance(value, (list, tuple, numbers.Number, np.generic)):
         try:
             arr = np.asarray(value)
@@ -66,7 +69,23 @@ def _to_numpy(value: Any, where: str, name: str) -> np.ndarray:
         raise InvalidInputError(f"{where}: `{name}` must be a numpy array or a torch tensor; got {_describe(value)}.")
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
+    if arr.dtype == np.longdouble and np.longdouble != np.float64:
+        with np.errstate(over="ignore"):
+            arr = arr.astype(np.float64)
+    if any(st < 0 for st in arr.strides):  # e.g. x[::-1]: torch cannot wrap negative strides
+        arr = arr.copy(order="C")  # (ascontiguousarray keeps a view whose only negative stride is of size 1)
     return arr
+
+
+def _check_layout(value: torch.Tensor, where: str, name: str) -> None:
+    """Only dense tensors with data: sparse layouts and meta tensors are rejected (densifying a sparse input
+    could take more memory than the caller expects; a meta tensor has no values)."""
+    if value.layout != torch.strided:
+        raise InvalidInputError(
+            f"{where}: `{name}` must be a dense tensor; got layout {value.layout} (call .to_dense() first)."
+        )
+    if value.device.type == "meta":
+        raise InvalidInputError(f"{where}: `{name}` is a meta tensor, which holds no values.")
 
 
 def all_finite(t: torch.Tensor) -> bool:
@@ -94,6 +113,7 @@ def as_real_tensor(
     A tensor that already has the right dtype and device is returned as is, without a copy.
     """
     if isinstance(value, torch.Tensor):
+        _check_layout(value, where, name)
         if value.dtype == torch.bool or value.is_complex():
             raise InvalidInputError(f"{where}: `{name}` must be real numbers; got {_describe(value)}.")
         t = value
@@ -116,6 +136,7 @@ def as_real_tensor(
 def as_index_tensor(value: Any, where: str, name: str, *, device: torch.device) -> torch.Tensor:
     """Convert integer input (arm indices) to an int64 tensor on ``device``; floats and booleans raise."""
     if isinstance(value, torch.Tensor):
+        _check_layout(value, where, name)
         if value.dtype == torch.bool or value.is_floating_point() or value.is_complex():
             raise InvalidInputError(f"{where}: `{name}` must be integer arm indices; got {_describe(value)}.")
         t = value
@@ -132,6 +153,7 @@ def as_index_tensor(value: Any, where: str, name: str, *, device: torch.device) 
 def as_bool_tensor(value: Any, where: str, name: str, *, device: torch.device) -> torch.Tensor:
     """Convert a boolean mask to a bool tensor on ``device``; any other dtype raises."""
     if isinstance(value, torch.Tensor):
+        _check_layout(value, where, name)
         t = value
     else:
         arr = _to_numpy(value, where, name)

@@ -21,7 +21,7 @@ __all__ = ["Schedule", "Scheduler"]
 
 FORMAT = "banditlib.rlvr.scheduler"
 FORMAT_VERSION = "2"
-READABLE_VERSIONS = ("1", "2")  # 1: before the rule/label redesign, upgraded on load
+READABLE_VERSIONS = ("1", "2")  # 1: before the rule/label redesign (no checksum), upgraded on load
 _REGISTRY: dict[str, type[Scheduler]] = {}
 S = TypeVar("S", bound="Scheduler")
 
@@ -260,7 +260,7 @@ class Scheduler:
             InvalidInputError: a corrupted or foreign file, or one holding another scheduler class.
         """
         where = f"{cls.__name__}.load()"
-        tensors, meta = read_tensors(path, where)
+        tensors, meta = read_tensors(path, where, require_checksum=lambda m: m.get("format_version") != "1")
         if meta.get("format") != FORMAT:
             raise InvalidInputError(f"{where}: {os.fspath(path)!r} is not a banditlib rollout-scheduler file.")
         version = meta.get("format_version")

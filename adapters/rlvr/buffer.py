@@ -347,7 +347,21 @@ class RolloutBuffer:
             ):
                 raise InvalidInputError(f"{where}: `uses` must be int64 and `features` a float32 matrix.")
             if size:
-                make_batch([rows[f] for f in FIELDS], rows.get("logprobs"), {}, rows.get("answer"), rows.get("grad"))
+                stored = make_batch(
+                    [rows[f] for f in FIELDS], rows.get("logprobs"), {}, rows.get("answer"), rows.get("grad")
+                )
+                stored.check_finite(where)  # NaN rewards would be replayed straight into the loss
+                if bool((rows["uses"] < 0).any()) or not bool(torch.isfinite(rows["features"]).all()):
+                    raise InvalidInputError(f"{where}: the stored `uses` must be non-negative and `features` finite.")
+                held = stored.round
+                if bool((held[1:] < held[:-1]).any()) or sorted(set(held.tolist())) != sorted(ids):
+                    raise InvalidInputError(f"{where}: the stored rows' rounds do not match `round_ids`.")
+            # Capacity is a performance detail: refuse one far beyond what the rounds need (it is allocated).
+            if capacity > max(2 * size, 2 * self.rounds * max(counts, default=1), 1024):
+                raise InvalidInputError(
+                    f"{where}: `capacity` {capacity:,} is far beyond what {self.rounds} rounds of at most "
+                    f"{max(counts, default=0):,} rows need; the file was edited or corrupted."
+                )
         store = {k: v.new_zeros((capacity, *v.shape[1:])) for k, v in rows.items()}
         for k, v in rows.items():
             store[k][:size] = v
@@ -365,7 +379,8 @@ class RolloutBuffer:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the buffer to ``path`` (pickle-free safetensors, atomically)."""
-        write_tensors(path, self.state_dict(), {"format": FORMAT, "config": json.dumps(self.config)})
+        meta = {"format": FORMAT, "format_version": "2", "config": json.dumps(self.config)}
+        write_tensors(path, self.state_dict(), meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> RolloutBuffer:
@@ -375,8 +390,9 @@ class RolloutBuffer:
             InvalidInputError: the file is corrupted or not a buffer file.
         """
         where = "RolloutBuffer.load()"
-        tensors, meta = read_tensors(path, where)
-        if meta.get("format") != FORMAT:
+        # Format 2 adds the payload checksum; files of format 1 have no version field.
+        tensors, meta = read_tensors(path, where, require_checksum=lambda m: "format_version" in m)
+        if meta.get("format") != FORMAT or meta.get("format_version", "1") not in ("1", "2"):
             raise InvalidInputError(f"{where}: {os.fspath(path)!r} is not a banditlib rollout-buffer file.")
         try:
             buf = cls(**json.loads(meta["config"]))

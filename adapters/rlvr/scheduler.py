@@ -22,7 +22,7 @@ import torch
 from banditlib import _validation as V
 from banditlib.errors import InvalidInputError, StateError
 from banditlib.policies import LinTS, LinUCB, Policy
-from banditlib.policies.base import registered_policies
+from banditlib.policies.base import build_for_state, registered_policies
 
 from ._base import Schedule, Scheduler, rank_keys, tie_keys
 from .batch import GroupLayout, RolloutBatch
@@ -464,6 +464,10 @@ class RolloutScheduler(Scheduler):
         if pend_x.dim() != 2 or pend_x.shape[1] != self.featurizer.dim or decisions < 0:
             raise InvalidInputError(f"{where}: the scheduler entries do not fit this scheduler's featurizer.")
         pending = {k: torch.as_tensor(v).clone() for k, v in part("pending.").items()}
+        if not V.all_finite(pend_x) or not all(V.all_finite(v) for v in pending.values() if v.is_floating_point()):
+            raise InvalidInputError(f"{where}: the pending contexts and label inputs must be finite.")
+        if any(int(p.min()) < 0 for p in last_pos if p.numel()):
+            raise InvalidInputError(f"{where}: `last_fresh_pos` / `last_replay_pos` must be non-negative.")
         backups = (
             self.policy.state_dict(), self.featurizer.state_dict(), self.buffer.state_dict(), self.label.state_dict()
         )  # fmt: skip
@@ -519,11 +523,15 @@ class RolloutScheduler(Scheduler):
                 target = registered_policies().get(meta.get("policy_class", ""))
                 if target is None:
                     raise InvalidInputError(f"{where}: unknown policy class {meta.get('policy_class')!r}.")
-                kwargs["policy"] = target(
-                    **json.loads(meta["policy_config"]), seed=0, dtype=meta.get("policy_dtype", "float32")
+                pconf = json.loads(meta["policy_config"])
+                if not isinstance(pconf, dict):
+                    raise InvalidInputError(f"{where}: the policy's constructor arguments are unreadable.")
+                state = {k.removeprefix("policy."): v for k, v in tensors.items() if k.startswith("policy.")}
+                kwargs["policy"] = build_for_state(
+                    target, pconf, meta.get("policy_dtype", "float32"), "cpu", state, where
                 )
             return cls(**{**cfg, **kwargs})
-        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        except (KeyError, TypeError, ValueError, RecursionError, AttributeError) as exc:
             raise InvalidInputError(f"{where}: the file's arguments do not fit {cls.__name__}: {exc}") from None
 
     @classmethod

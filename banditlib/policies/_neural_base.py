@@ -145,6 +145,7 @@ class _NeuralPolicy(Policy):
     ) -> None:
         enc = self._encode_observed(x, model)
         new_stats = self._fold(enc, rewards)  # computed aside: nothing is committed yet
+        self._check_usable(new_stats)
         due = self.train_steps > 0 and int(self.since_train) + enc.shape[0] >= self.train_every
         snapshot = [t.detach().clone() for t in self._training_state()] if due else []
         undo = self._append_history(enc, rewards)
@@ -152,6 +153,8 @@ class _NeuralPolicy(Policy):
             if due:
                 self._train()
                 new_stats = self._refit(new_stats)
+            if due:
+                self._check_usable(new_stats, trained=True)
         except BaseException:
             with torch.no_grad():
                 undo()
@@ -167,6 +170,21 @@ class _NeuralPolicy(Policy):
             else:
                 self.since_train += enc.shape[0]
         self._invalidate_caches()
+
+    def _check_usable(self, stats: dict[str, torch.Tensor], trained: bool = False) -> None:
+        """Raise :class:`InvalidInputError` if what an update would commit is not finite: finite inputs can still
+        overflow (a context of 1e20 is squared into ``Z`` in float32; rewards near 1e20 square into Adam's second
+        moment), and a policy holding such a state could never select again."""
+        bad = [name for name, value in stats.items() if not V.all_finite(value)]
+        if trained:
+            names = ("network parameters", "adam_m_", "adam_v_")
+            bad += [n for n, t in zip(names, self._training_state(), strict=False) if not V.all_finite(t)]
+        if bad:
+            raise InvalidInputError(
+                f"{type(self).__name__}.update(): the inputs are too large for the policy's statistics: the update "
+                f"would make {', '.join(bad)} non-finite; rescale the contexts and rewards (unit scale is best). The "
+                "state is unchanged."
+            )
 
     def _refit(self, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Statistics to commit after a training round changed the network (default: ``stats`` as folded)."""
@@ -250,8 +268,8 @@ class _NeuralPolicy(Policy):
                 v.mul_(b2).addcmul_(g, g, value=1 - b2)
                 step_size = self.lr * math.sqrt(1 - b2**t) / (1 - b1**t)
                 params.addcdiv_(m, v.sqrt().add_(_EPS), value=-step_size)
-        if not bool(torch.isfinite(params).all()):
+        if not (bool(torch.isfinite(params).all()) and bool(torch.isfinite(v).all())):
             raise NumericalError(
-                f"{type(self).__name__}.update(): training made the network's parameters non-finite (try a smaller "
-                "`lr`); the update was rolled back."
+                f"{type(self).__name__}.update(): training made the network's parameters or Adam's moments non-finite "
+                "(rewards or contexts too large, or `lr` too large); the update was rolled back."
             )

@@ -33,9 +33,12 @@ _NUMPY_DTYPES = (torch.float64, torch.float32, torch.float16, torch.int64, torch
 def _plain_array(value: Any) -> np.ndarray | None:
     """A numpy view of ``value`` when it is cheap and unambiguous to get one, else ``None``."""
     if isinstance(value, np.ndarray):
-        return value
+        return np.asarray(value)  # a subclass (np.matrix) indexes differently: use the plain array
     if isinstance(value, torch.Tensor):
-        ok = value.device.type == "cpu" and not value.requires_grad and value.dtype in _NUMPY_DTYPES
+        ok = (
+            value.device.type == "cpu" and value.layout == torch.strided and not value.requires_grad
+            and value.dtype in _NUMPY_DTYPES
+        )  # fmt: skip
         return value.numpy() if ok else None
     if isinstance(value, (list, tuple)):
         try:
@@ -55,7 +58,8 @@ def as_row(value: Any, dim: int, shared: bool, dtype: np.dtype[Any]) -> np.ndarr
         not shared and arr.shape != (1, dim)
     ):
         return None
-    return arr[0].astype(dtype, copy=False)
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, which the batched path then rejects
+        return arr[0].astype(dtype, copy=False)
 
 
 def as_actions(value: Any, num_arms: int) -> np.ndarray | None:
@@ -76,7 +80,8 @@ def as_rewards(value: Any, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.n
     arr = _plain_array(value)
     if arr is None or arr.dtype.kind not in "fiu" or arr.shape != shape:
         return None
-    return arr.reshape(-1).astype(dtype, copy=False)
+    with np.errstate(over="ignore"):
+        return arr.reshape(-1).astype(dtype, copy=False)
 
 
 def top_k(scores: np.ndarray, k: int, seed: int, row: int) -> np.ndarray | None:

@@ -9,9 +9,11 @@ pickle-free ``save`` / ``load``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from banditlib import _random
+from banditlib import _random, linalg
 from banditlib import _validation as V
 from banditlib._io import read_tensors, write_tensors
 from banditlib.errors import InvalidInputError, NumericalError
@@ -30,10 +32,25 @@ from banditlib.policies import _online
 __all__ = ["Policy", "Selection", "load", "registered_policies"]
 
 FORMAT = "banditlib.policy"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+READABLE_VERSIONS = ("1", "2")  # 2 adds the payload checksum (banditlib._io); the state layout is unchanged
 _REGISTRY: dict[str, type[Policy]] = {}
 
 P = TypeVar("P", bound="Policy")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _locked(fn: F) -> F:
+    """Run a public method under the policy's lock: concurrent calls on one policy are serialised, so two
+    threads can share a policy without corrupting its statistics (one thread's update is all-or-nothing with
+    respect to the other's select)."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Policy, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return fn(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -119,6 +136,23 @@ class Policy(nn.Module):
         # to compare both paths.
         self._fast_path = self._row_path
         self._views: dict[str, np.ndarray] | None = None
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------------------------------ copies
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What ``copy.deepcopy`` and ``pickle`` copy: everything but the caches derived from the buffers (the
+        numpy views would otherwise keep pointing at the original's memory) and the lock."""
+        state = dict(self.__dict__)
+        state["_views"] = None
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # type: ignore[no-untyped-call]
+        self._views = None
+        self._lock = threading.RLock()
+        self._invalidate_caches()
 
     # ------------------------------------------------------------------------------------------ public API
 
@@ -132,6 +166,7 @@ class Policy(nn.Module):
         """``M``: 1 for the shared-parameter model, ``K`` for disjoint arms."""
         return 1 if self.arms is None else self.arms
 
+    @_locked
     def select(self, contexts: Any, k: int = 1, mask: Any = None) -> Selection:
         """Choose ``k`` arms in each of ``B`` rounds. Never changes learned state.
 
@@ -185,6 +220,7 @@ class Policy(nn.Module):
 
     forward = select
 
+    @_locked
     def update(self, contexts: Any, actions: Any, rewards: Any) -> None:
         """Learn from the rewards of the chosen arms. All-or-nothing: on error the state is unchanged.
 
@@ -221,6 +257,7 @@ class Policy(nn.Module):
             model = a.reshape(-1)
         self._learn(obs, model, r.reshape(-1), steps, B)
 
+    @_locked
     def update_features(self, x: Any, rewards: Any) -> None:
         """Shared-parameter model only: learn from the feature vectors of the chosen arms directly.
 
@@ -338,9 +375,39 @@ class Policy(nn.Module):
         """Drop anything derived from the state (called after the state changes from outside)."""
 
     def _check_state(self, state: Mapping[str, torch.Tensor], where: str) -> None:
-        """Semantic checks of a candidate state beyond shapes and dtypes (overridden per family)."""
-        if int(state["rng_counter"]) < 0 or int(state["rng_seed"]) < 0:
-            raise InvalidInputError(f"{where}: `rng_counter` and `rng_seed` must be non-negative.")
+        """Semantic checks of a candidate state beyond shapes, dtypes and finiteness (extended per family).
+
+        By the buffers' naming conventions: every integer buffer (counters, the generator's seed and counter)
+        is non-negative; Adam's second moments (``*_v_``) and diagonal precisions (``Z_diag_``) are
+        non-negative (positive for ``Z_diag_``); every matrix ``X_`` with an inverse ``X_inv_`` (``A_``,
+        ``Z_``) is symmetric positive definite and its stored inverse satisfies ``||X (X_inv u) - u|| <= 1e-2``
+        for a fixed unit ``u`` (what the drift check maintains, with room for float32)."""
+        for name, t in state.items():
+            if not t.is_floating_point() and t.dtype != torch.bool and t.numel() and int(t.min()) < 0:
+                raise InvalidInputError(f"{where}: `{name}` must be non-negative; got {int(t.min())}.")
+            if name.endswith("_v_") and t.numel() and float(t.min()) < 0:
+                raise InvalidInputError(f"{where}: `{name}` (a second moment) must be non-negative.")
+        if "Z_diag_" in state and state["Z_diag_"].numel() and not float(state["Z_diag_"].min()) > 0:
+            raise InvalidInputError(f"{where}: `Z_diag_` must be positive.")
+        for name in ("A_", "Z_"):
+            inv = name.removesuffix("_") + "_inv_"
+            if name not in state or inv not in state:
+                continue
+            X = state[name].to(torch.float64)
+            X3 = X if X.dim() == 3 else X[None]
+            if not bool(torch.allclose(X3, X3.transpose(-1, -2), rtol=1e-5, atol=0.0)):
+                raise InvalidInputError(f"{where}: `{name}` must be symmetric.")
+            try:
+                linalg.cholesky_factor(X3, f"`{name}`")
+            except NumericalError as exc:
+                raise InvalidInputError(f"{where}: {exc}") from None
+            inv3 = state[inv] if state[inv].dim() == 3 else state[inv][None]
+            res = linalg.inverse_residual(X3, inv3)
+            if not bool((res <= 1e-2).all()):
+                raise InvalidInputError(
+                    f"{where}: `{inv}` is not the inverse of `{name}` (residual {float(res.max()):.2e}); the state was "
+                    "edited or corrupted."
+                )
 
     # ------------------------------------------------------------------------------------------ selection
 
@@ -381,6 +448,7 @@ class Policy(nn.Module):
         self._invalidate_caches()
         return self
 
+    @_locked
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
         """Load a state after checking every entry; on error the current state is unchanged.
 
@@ -428,26 +496,37 @@ class Policy(nn.Module):
         write_tensors(path, dict(self.state_dict()), meta)
 
     @classmethod
-    def load(cls: type[P], path: str | os.PathLike[str], *, device: torch.device | str = "cpu") -> P:
+    def load(
+        cls: type[P], path: str | os.PathLike[str], *, device: torch.device | str = "cpu", backend: str | None = None
+    ) -> P:
         """Rebuild a policy saved by :meth:`save`; it makes the same decisions as the saved one.
 
-        Reading never executes code from the file: only classes of banditlib can be named by it.
+        Reading never executes code from the file: only classes of banditlib can be named by it. The file is
+        checked before anything is allocated for it (see :func:`banditlib._io.read_tensors` for the limits on
+        the file itself): the constructor arguments it names must produce exactly the state it holds (built
+        first on torch's ``meta`` device, which allocates nothing, so a 1 KB file asking for ``dim = 20000``
+        is refused at no cost), and the state must pass the policy's invariants (finite values, non-negative
+        counters, symmetric positive definite matrices, inverses consistent with their matrices).
 
         Args:
             path: the file.
             device: where to put the loaded state.
+            backend: replaces the saved scoring backend (a policy saved with ``backend="triton"`` runs only on
+                CUDA; pass ``"auto"`` or ``"torch"`` to load it elsewhere).
 
         Raises:
-            InvalidInputError: the file is corrupted, foreign, or holds a policy of another class.
+            InvalidInputError: the file is corrupted, foreign, holds a policy of another class, names arguments
+                that do not fit its state, holds a state that breaks the policy's invariants, or a backend that
+                cannot run on ``device``.
         """
         where = f"{cls.__name__}.load()"
-        tensors, meta = read_tensors(path, where)
+        tensors, meta = read_tensors(path, where, require_checksum=lambda m: m.get("format_version") != "1")
         if meta.get("format") != FORMAT:
             raise InvalidInputError(f"{where}: {os.fspath(path)!r} is not a banditlib policy file.")
-        if meta.get("format_version") != FORMAT_VERSION:
+        if meta.get("format_version") not in READABLE_VERSIONS:
             raise InvalidInputError(
                 f"{where}: unsupported file format version {meta.get('format_version')!r}; "
-                f"this banditlib reads version {FORMAT_VERSION}."
+                f"this banditlib reads versions {list(READABLE_VERSIONS)}."
             )
         target = _REGISTRY.get(meta.get("class", ""))
         if target is None or not issubclass(target, cls):
@@ -458,18 +537,51 @@ class Policy(nn.Module):
             raise InvalidInputError(f"{where}: the file's constructor arguments are unreadable.") from None
         if not isinstance(config, dict):
             raise InvalidInputError(f"{where}: the file's constructor arguments are unreadable.")
-        try:
-            policy = target(**config, seed=0, dtype=meta.get("dtype", "float32"), device=device)
-        except TypeError as exc:
-            raise InvalidInputError(
-                f"{where}: the file's constructor arguments do not fit {target.__name__}: {exc}"
-            ) from None
+        if backend is not None:
+            config["backend"] = V.check_backend(backend, where)
+        policy = build_for_state(target, config, meta.get("dtype", "float32"), device, tensors, where)
         policy.load_state_dict(tensors)
         return policy
 
     def extra_repr(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._config.items())
         return f"{args}, dtype={self.dtype}, device={self.device}"
+
+
+def build_for_state(
+    target: type[P], config: Mapping[str, Any], dtype: str, device: torch.device | str,
+    tensors: Mapping[str, torch.Tensor], where: str,
+) -> P:  # fmt: skip
+    """``target(**config)`` for loading ``tensors`` into, after checking on the ``meta`` device (no memory) that
+    the arguments produce exactly the state's names and shapes, and that a Triton backend can run on
+    ``device``.
+
+    Raises:
+        InvalidInputError: arguments that do not fit ``target`` or the state, or an unusable backend.
+    """
+    name = target.__name__
+    if config.get("backend") == "triton" and torch.device(device).type != "cuda":
+        raise InvalidInputError(
+            f"{where}: the policy was saved with backend='triton', which runs on CUDA only; load it with "
+            f"backend='auto' (or 'torch') to use it on {torch.device(device)}."
+        )
+    try:
+        shell = target(**config, seed=0, dtype=dtype, device="meta")
+        want = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
+    except (TypeError, ValueError, RuntimeError, OverflowError, InvalidInputError) as exc:
+        raise InvalidInputError(f"{where}: the file's constructor arguments do not fit {name}: {exc}") from None
+    got = {k: tuple(v.shape) for k, v in tensors.items()}
+    if want != got:
+        diff = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))[:4]
+        detail = ", ".join(f"`{k}` {got.get(k)} vs {want.get(k)}" for k in diff)
+        raise InvalidInputError(
+            f"{where}: the file's constructor arguments do not fit its state ({detail}: file vs arguments); it is "
+            "corrupted or was edited."
+        )
+    try:
+        return target(**config, seed=0, dtype=dtype, device=device)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{where}: the file's constructor arguments do not fit {name}: {exc}") from None
 
 
 def registered_policies() -> dict[str, type[Policy]]:

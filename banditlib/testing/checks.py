@@ -281,6 +281,34 @@ def check_accepts_any_real_input(make: MakePolicy, arms: int | None) -> None:
         policy.update(row, sel.actions.numpy(), [[0.5]])
 
 
+def check_copies_learn_on_their_own(make: MakePolicy, arms: int | None) -> None:
+    """``copy.deepcopy`` and ``pickle`` give independent policies that learn exactly as the original would
+    (single-row and batched paths alike), while the original stays as it was."""
+    import copy
+    import pickle
+
+    rng = np.random.default_rng(18)
+    original = make(dim=DIM, arms=arms, seed=18, dtype=torch.float64)
+    _train(original, rng, arms, rounds=2, batch=2)
+    original.select(make_contexts(rng, 1, arms))  # builds the single-row path's cached views
+    before = original.learned_state()
+    twin = make(dim=DIM, arms=arms, seed=18, dtype=torch.float64)
+    twin.load_state_dict(original.state_dict())
+    for copied in (copy.deepcopy(original), pickle.loads(pickle.dumps(original))):
+        reference = copy.deepcopy(twin)
+        data = np.random.default_rng(19)
+        for _ in range(6):
+            x = make_contexts(data, 1, arms)
+            for p in (copied, reference):
+                sel = p.select(x)
+                p.update(x, sel.actions, np.ones((1, 1)))
+        _same_state(copied.learned_state(), reference.learned_state(), "copy vs an equal policy", exact=False)
+        counts = {name: int(t.sum()) for name, t in copied.state_dict().items() if name in ("n_updates_", "n_seen_")}
+        for name, n in counts.items():
+            _expect(n == int(original.state_dict()[name].sum()) + 6, f"the copy counted its updates in `{name}`")
+    _same_state(original.learned_state(), before, "the original after its copies learned")
+
+
 ALL_CHECKS: list[Callable[[MakePolicy, int | None], None]] = [
     check_shapes_and_dtypes,
     check_seeded_determinism,
@@ -292,4 +320,5 @@ ALL_CHECKS: list[Callable[[MakePolicy, int | None], None]] = [
     check_batch_equals_rows,
     check_fast_path_matches_batched_path,
     check_accepts_any_real_input,
+    check_copies_learn_on_their_own,
 ]

@@ -99,7 +99,7 @@ def test_history_is_a_bounded_ring() -> None:
 def test_divergent_training_is_rolled_back() -> None:
     policy = banditlib.NeuralUCB(2, hidden=(4,), lr=1e300, train_every=1, train_steps=3, seed=0, dtype=torch.float64)
     before = {k: v.clone() for k, v in policy.state_dict().items()}
-    with pytest.raises(NumericalError, match="smaller `lr`"):
+    with pytest.raises(NumericalError, match="`lr` too large"):
         policy.update(torch.ones(1, 2, 2), torch.tensor([[0]]), torch.tensor([[1.0]]))
     for k, v in before.items():
         assert torch.equal(v, policy.state_dict()[k]), k
