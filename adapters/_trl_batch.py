@@ -3,7 +3,8 @@
 One generation round of a data-parallel GRPO run goes through three steps here:
 
 1. :func:`build_global_batch` gathers every rank's rows into one
-   :class:`~banditlib.adapters.rlvr.batch.RolloutBatch`, identical on every rank;
+   :class:`~banditlib.adapters.rlvr.batch.RolloutBatch`, identical on every rank, with the answer ids of
+   :func:`answer_ids` built from the gathered completions and the gradient sketches of :func:`lm_head_sketch`;
 2. :func:`schedule_round` lets the scheduler observe and schedule that batch; every rank holds an identical
    scheduler (same seed, same inputs), so the decisions and the statistics agree without further
    communication and equal those of one process that saw all the rows (DESIGN section 8);
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 from banditlib.errors import InvalidInputError
 
@@ -29,9 +32,12 @@ from .rlvr.batch import RolloutBatch
 __all__ = [
     "PAYLOAD_KEYS",
     "SchedulerLike",
+    "answer_ids",
     "build_global_batch",
+    "default_answer_fn",
     "fit_width",
     "gather_rows",
+    "lm_head_sketch",
     "rank_rows",
     "round_up",
     "schedule_round",
@@ -44,6 +50,12 @@ __all__ = [
 PAYLOAD_KEYS = ("prompt_ids_rev", "prompt_mask_rev", "completion_ids", "completion_mask", "ref_per_token_logps")
 # Loss types that divide by a count of rows rather than of tokens: padding rows would shrink every row's weight.
 ROW_NORMALISED_LOSSES = ("grpo", "dr_grpo")
+# default_answer_fn: the longest text returned as the answer when it holds neither \boxed{} nor a number.
+SHORT_ANSWER_CHARS = 32
+# lm_head_sketch: logits computed per tile of at most this many (token, vocabulary) entries (16 MiB float32).
+SKETCH_TILE_ELEMENTS = 1 << 22
+_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?")
+_BOXED = "\\boxed{"
 
 
 class SchedulerLike(Protocol):
@@ -81,6 +93,172 @@ def fit_width(t: torch.Tensor, width: int, value: float, *, left: bool) -> torch
     return torch.cat([pad, t] if left else [t, pad], dim=1)
 
 
+def _last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` with balanced braces, or None."""
+    start = text.rfind(_BOXED)
+    while start >= 0:
+        depth, i = 1, start + len(_BOXED)
+        while i < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        if depth == 0:
+            return text[start + len(_BOXED) : i - 1].strip()
+        start = text.rfind(_BOXED, 0, start)  # unbalanced (cut off): try the previous one
+    return None
+
+
+def default_answer_fn(completion_text: str) -> str | None:
+    """The final answer of a completion, as the default ``answer_fn`` of ``BanditGRPOTrainer`` extracts it.
+
+    In order of preference:
+
+    1. the content of the last ``\\boxed{...}`` (braces balanced; stripped), e.g. ``"so \\boxed{\\frac{1}{2}}"``
+       -> ``"\\frac{1}{2}"``;
+    2. else the last number: an integer or decimal with an optional sign, thousands separators allowed
+       (``1,234``), returned with commas and a leading ``+`` removed (``"+1,000.5"`` -> ``"1000.5"``; ``"3.0"``
+       and ``"3"`` stay different answers; a ``-`` right after another token counts as a sign, ``"3-5"`` ->
+       ``"-5"``);
+    3. else the stripped text itself when it is non-empty and at most 32 characters (a short free-form
+       answer such as ``"Paris"``);
+    4. else None: no answer (the rollout gets answer id ``-1``).
+
+    Args:
+        completion_text: the decoded completion (special tokens skipped).
+
+    Returns:
+        The answer string, or None.
+
+    Example:
+        >>> default_answer_fn("2 + 2 = \\boxed{4}. Check: 4 = 4")
+        '4'
+        >>> default_answer_fn("the total is -1,250.5 dollars"), default_answer_fn(" yes "), default_answer_fn("")
+        ('-1250.5', 'yes', None)
+    """
+    boxed = _last_boxed(completion_text)
+    if boxed is not None:
+        return boxed
+    numbers = _NUMBER.findall(completion_text)
+    if numbers:
+        return numbers[-1].replace(",", "").removeprefix("+")
+    text = completion_text.strip()
+    return text if 0 < len(text) <= SHORT_ANSWER_CHARS else None
+
+
+def answer_ids(texts: Sequence[str], answer_fn: Callable[[str], Hashable | None]) -> torch.Tensor:
+    """Integer ids of the answers ``answer_fn`` extracts: equal answers get equal ids, None gets ``-1``.
+
+    Ids are numbered ``0, 1, ...`` in order of first appearance, so the same texts always give the same ids
+    (every rank computes them on the same gathered texts and agrees).
+
+    Args:
+        texts: the ``N`` decoded completions of one round, in global row order.
+        answer_fn: ``completion_text -> hashable or None``.
+
+    Returns:
+        ``(N,)`` int64 answer ids (``-1``: no answer).
+
+    Raises:
+        InvalidInputError: ``answer_fn`` raised or returned an unhashable value, naming the function, the row
+            and the start of its text.
+    """
+    name = getattr(answer_fn, "__qualname__", None) or type(answer_fn).__name__
+    ids: dict[Hashable, int] = {}
+    out = []
+    for row, text in enumerate(texts):
+        try:
+            answer = answer_fn(text)
+            out.append(-1 if answer is None else ids.setdefault(answer, len(ids)))
+        except Exception as exc:
+            raise InvalidInputError(
+                f"BanditGRPOTrainer: `answer_fn` ({name}) failed on completion row {row} of the round "
+                f"(text {text[:80]!r}): {type(exc).__name__}: {exc}. It must map a completion's text to a "
+                "hashable answer, or None when there is none."
+            ) from exc
+    return torch.tensor(out, dtype=torch.long)
+
+
+def lm_head_sketch(
+    hidden: torch.Tensor,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    left: torch.Tensor,
+    right: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    logit_scale: float = 1.0,
+    softcap: float | None = None,
+    tile_elements: int = SKETCH_TILE_ELEMENTS,
+) -> torch.Tensor:
+    """Sketches ``L^T G_i R`` of each rollout's LM-head weight gradient ``G_i``, from hidden states alone.
+
+    ``G_i`` is the gradient of rollout ``i``'s mean token log-prob ``(1 / T_i) sum_t log pi(y_t)`` with
+    respect to the head's weight ``W`` ``(V, H)``, for the head TRL's fused kernel computes: logits
+    ``z = f(s (W h + b)) / tau`` with ``f`` the identity or ``c tanh(. / c)`` (final-logit softcapping), so
+    ``G_i = (1 / T_i) sum_t ((e_{y_t} - p_t) * f'(.) s / tau) h_t^T``. Without softcapping and with ``s = 1``
+    this is :func:`banditlib.adapters.rlvr.influence.head_sketch` on ``softmax(z)``, computed without
+    materialising ``(N, T, V)`` probabilities: the real tokens are processed in tiles of at most
+    ``tile_elements / V`` tokens, each costing one head projection (``V H`` multiply-adds per token), the
+    thin products ``delta L`` and ``h R`` (``V k1 + H k2``) and an outer product (``k1 k2``).
+
+    Args:
+        hidden: ``(n, T, H)`` the head's inputs at the positions that predict each completion token.
+        tokens: ``(n, T)`` int64 completion tokens.
+        mask: ``(n, T)`` the tokens that count (the loss's completion mask); a row without any gets zeros.
+        weight: ``(V, H)`` the head's weight.
+        bias: ``(V,)`` the head's bias, or None.
+        left: ``(V, k1)`` and
+        right: ``(H, k2)``, the fixed projections (:func:`~banditlib.adapters.rlvr.influence.sketch_matrices`).
+        temperature: ``tau``, the sampling temperature (TRL's ``temperature``).
+        logit_scale: ``s``, the model's logit multiplier (1 for most models).
+        softcap: ``c``, the model's final-logit softcapping, or None.
+        tile_elements: at most this many logits per tile (memory: about three float32 tiles).
+
+    Returns:
+        ``(n, k1 k2)`` float32 on ``hidden``'s device.
+    """
+    n = hidden.shape[0]
+    vocab, k1, k2 = weight.shape[0], left.shape[1], right.shape[1]
+    device = hidden.device
+    out = torch.zeros(n, k1, k2, dtype=torch.float32, device=device)
+    keep = mask.to(device).bool()
+    where = torch.nonzero(keep)  # (M, 2) (row, position) of the real tokens
+    if where.shape[0] == 0:
+        return out.flatten(1)
+    row_scale = 1.0 / keep.sum(1).clamp_min(1).to(torch.float32)
+    L, R = left.to(device, torch.float32), right.to(device, torch.float32)
+    W = weight.to(device)
+    b = None if bias is None else bias.to(device)
+    h_all, y_all = hidden[keep], tokens.to(device)[keep].long()
+    step = max(1, tile_elements // max(vocab, 1))
+    with torch.autocast(device.type, enabled=False):  # float32 (logits in the head's dtype), whatever the caller's
+        for s in range(0, where.shape[0], step):
+            _sketch_tile(out, h_all[s : s + step], y_all[s : s + step], where[s : s + step, 0], row_scale, W, b, L, R,
+                         temperature, logit_scale, softcap)  # fmt: skip
+    return out.flatten(1)
+
+
+def _sketch_tile(
+    out: torch.Tensor, h: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, row_scale: torch.Tensor,
+    W: torch.Tensor, b: torch.Tensor | None, L: torch.Tensor, R: torch.Tensor, temperature: float,
+    logit_scale: float, softcap: float | None,
+) -> None:  # fmt: skip
+    """Add one tile of ``m`` tokens (hidden ``h`` ``(m, H)``, tokens ``y``, their ``rows``) to ``out``."""
+    u = F.linear(h.to(W.dtype), W, None if b is None else b.to(W.dtype)).float() * logit_scale
+    if softcap:
+        th = torch.tanh(u / softcap)
+        z = th * (softcap / temperature)
+        slope: torch.Tensor | float = (1.0 - th * th) * (logit_scale / temperature)
+    else:
+        z, slope = u / temperature, logit_scale / temperature
+    delta = torch.softmax(z, dim=-1).neg_()
+    delta[torch.arange(y.shape[0], device=y.device), y] += 1.0
+    dl = (delta.mul_(slope) @ L) * row_scale[rows, None]  # (m, k1)
+    hr = h.float() @ R  # (m, k2)
+    out.index_add_(0, rows, dl[:, :, None] * hr[:, None, :])
+
+
 def _world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -109,24 +287,34 @@ def gather_rows(t: torch.Tensor) -> torch.Tensor:
 
 
 def build_global_batch(
-    local: Mapping[str, torch.Tensor], reward: torch.Tensor, *, num_generations: int, round: int
+    local: Mapping[str, torch.Tensor],
+    reward: torch.Tensor,
+    *,
+    num_generations: int,
+    round: int,
+    answer_of: Callable[[list[list[int]]], torch.Tensor] | None = None,
 ) -> RolloutBatch:
     """Gather every rank's rows into one round's :class:`RolloutBatch`, on CPU.
 
     Args:
         local: this rank's ``n`` rows: ``prompt_ids``/``prompt_mask`` ``(n, P)`` int64 (left
             padded), ``completion_ids``/``completion_mask`` ``(n, C)`` int64 (right padded), ``logprobs``
-            ``(n, C)`` float32 behaviour log-probs, optionally ``ref_per_token_logps`` ``(n, C)``, and
-            ``advantage``, ``entropy``, ``length`` ``(n,)`` float32 and ``truncated`` ``(n,)`` bool.
+            ``(n, C)`` float32 behaviour log-probs, optionally ``ref_per_token_logps`` ``(n, C)`` and ``grad``
+            ``(n, k)`` float32 gradient sketches, and ``advantage``, ``entropy``, ``length`` ``(n,)`` float32
+            (``length``: the generated token count) and ``truncated`` ``(n,)`` bool.
         reward: ``(N,)`` float32 rewards of all ``N = n * world_size`` rows in rank order (TRL gathers them).
         num_generations: ``G``; consecutive runs of ``G`` global rows share a prompt (TRL's sampler order).
         round: the round number of every row.
+        answer_of: maps the ``N`` gathered completions (token ids, ``length`` tokens each, global row order)
+            to ``(N,)`` int64 answer ids (see :func:`answer_ids`); None: the batch has no ``answer``. Called on
+            the gathered rows, so every rank computes the same ids.
 
     Returns:
         The ``N`` rows with group ids ``row // G``, identical on every rank.
 
     Raises:
-        InvalidInputError: ``reward`` does not cover the gathered rows, or ``N`` is not a multiple of ``G``.
+        InvalidInputError: ``reward`` does not cover the gathered rows, ``N`` is not a multiple of ``G``, or
+            ``answer_of`` fails; nothing has changed then.
     """
     local = dict(local)
     for k in ("prompt_ids", "prompt_mask"):
@@ -143,6 +331,10 @@ def build_global_batch(
             f"build_global_batch(): the {n} gathered rows are not whole groups of `num_generations` = "
             f"{num_generations}."
         )
+    answer = None
+    if answer_of is not None:
+        ids = [row[: int(k)].tolist() for row, k in zip(g["completion_ids"], g["length"], strict=True)]
+        answer = answer_of(ids)
     return RolloutBatch.from_tensors(
         group=torch.arange(n) // num_generations,
         reward=reward.detach().float().cpu(),
@@ -153,6 +345,8 @@ def build_global_batch(
         round=round,
         logprobs=g["logprobs"].float(),
         payload={k: g[k] for k in PAYLOAD_KEYS if k in g},
+        answer=answer,
+        grad=g["grad"].float() if "grad" in g else None,
     )
 
 

@@ -394,6 +394,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--paper-scale", action="store_true", help="add B = 256 x G = 16 runs (slow)")
     parser.add_argument("--timing", type=int, nargs=3, default=None, metavar=("PROMPTS", "G", "ROUNDS"))
     parser.add_argument("--no-timing", action="store_true")
+    parser.add_argument("--only-timing", action="store_true", help="measure schedule() times only")
     args = parser.parse_args(argv)
     sizes = dict(QUICK if args.quick else FULL)
     for key in ("seeds", "steps", "paper_seeds", "paper_steps", "timing"):
@@ -404,6 +405,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.ablation:
         names += list(ablation_makers())
     start, load_before = time.perf_counter(), os.getloadavg()
+    if args.only_timing:
+        timing = bench_timing(*sizes["timing"], sizes["timing_repeats"])
+        m = machine_info(1, DISTS)
+        print(f"bench_rlvr (timing only): {m['cpu_model']}, {m['cores']} cores, 1 torch thread, load average "
+              f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after\n")  # fmt: skip
+        print(timing_table(timing))
+        args.out.mkdir(parents=True, exist_ok=True)
+        out = {"benchmark": "bench_rlvr", "mode": "timing", "machine": m, "timing": timing, "argv": sys.argv,
+               "load_average_before_after": [load_before, os.getloadavg()]}  # fmt: skip
+        (args.out / "bench_rlvr_timing.json").write_text(compact_json(out))
+        return out
     jobs: list[Job] = [(w, n, s, sizes["steps"], {}) for w in worlds for s in range(sizes["seeds"]) for n in names]
     paper_jobs: list[Job] = []
     if args.paper_scale:

@@ -17,8 +17,12 @@ pytest.importorskip("trl")
 
 from banditlib.adapters import _trl_batch as tb
 from banditlib.adapters.rlvr import (
+    ConsistencyFilter,
     DynamicSamplingFilter,
+    InfluenceLabel,
     MaxVarianceScheduler,
+    OverlongFilter,
+    PriorityReplay,
     RecencyReplay,
     RolloutBatch,
     RolloutScheduler,
@@ -27,7 +31,8 @@ from banditlib.adapters.rlvr import (
     ThresholdScheduler,
     UniformScheduler,
 )
-from banditlib.adapters.trl import BanditGRPOTrainer
+from banditlib.adapters.rlvr.influence import head_sketch, sketch_matrices
+from banditlib.adapters.trl import BanditGRPOTrainer, default_answer_fn
 from datasets import Dataset
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -79,7 +84,7 @@ class _FirstK(Scheduler):
         super().__init__()
         self.k = k
 
-    def _schedule(self, batch: RolloutBatch, round_: int, where: str) -> Schedule:
+    def _schedule(self, batch: RolloutBatch, round_: int, where: str, probe: RolloutBatch | None) -> Schedule:
         k = min(self.k, len(batch))
         return Schedule(torch.arange(k), torch.ones(k), RolloutBatch.empty_like(batch), torch.ones(0),
                         torch.full((len(batch),), math.nan), math.nan)  # fmt: skip
@@ -91,9 +96,16 @@ SCHEDULERS: dict[str, Any] = {
     "dapo": lambda: DynamicSamplingFilter(),
     "threshold": lambda: ThresholdScheduler(min_abs_advantage=0.1),
     "recency": lambda: RecencyReplay(reuse=4, buffer_rounds=2),
-    "cbs-group": lambda: RolloutScheduler(mode="group", keep_fraction=0.5, seed=0),
-    "cbs-both": lambda: RolloutScheduler(mode="both", keep_fraction=0.5, reuse=2, seed=0),
+    "cbs-group": lambda: RolloutScheduler(preset="paper", mode="group", keep_fraction=0.5, seed=0),
+    "cbs-both": lambda: RolloutScheduler(preset="paper", mode="both", keep_fraction=0.5, reuse=2, seed=0),
+    "default": lambda: RolloutScheduler(seed=0),
+    "default-both": lambda: RolloutScheduler(mode="both", reuse=2, seed=0),
+    "consistency": lambda: ConsistencyFilter(),
+    "overlong": lambda: OverlongFilter(),
+    "priority": lambda: PriorityReplay(replay_ratio=0.5, seed=0),
+    "influence-both": lambda: RolloutScheduler(mode="both", label=InfluenceLabel("next"), reuse=2, seed=0),
 }
+ADAPTER: dict[str, dict[str, Any]] = {"influence-both": {"grad_sketch": 16}}  # trainer keywords a scheduler needs
 
 
 def dataset() -> Dataset:
@@ -120,14 +132,19 @@ def config(tmp: Path, **kw: Any) -> GRPOConfig:
     return GRPOConfig(**base)
 
 
-def trainer(tmp: Path, scheduler: Any, model: Any = None, **kw: Any) -> BanditGRPOTrainer:
+def trainer(
+    tmp: Path, scheduler: Any, model: Any = None, adapter: dict[str, Any] | None = None, reward: Any = reward_ones,
+    **kw: Any,
+) -> BanditGRPOTrainer:  # fmt: skip
+    """A BanditGRPOTrainer on the tiny model; ``adapter``: its own keywords (``answer_fn``, ``grad_sketch``)."""
     return BanditGRPOTrainer(
         scheduler=scheduler,
         model=make_model() if model is None else model,
-        reward_funcs=reward_ones,
+        reward_funcs=reward,
         args=config(tmp, **kw),
         train_dataset=dataset(),
         processing_class=make_tokenizer(),
+        **(adapter or {}),
     )
 
 
@@ -183,7 +200,7 @@ def loss_keys(inputs: dict[str, Any]) -> list[tuple]:
 
 @pytest.mark.parametrize("name", list(SCHEDULERS))
 def test_each_scheduler_trains(tmp_path: Path, name: str) -> None:
-    tr = trainer(tmp_path, SCHEDULERS[name]())
+    tr = trainer(tmp_path, SCHEDULERS[name](), adapter=ADAPTER.get(name))
     tr.train()
     logs = [h for h in tr.state.log_history if "loss" in h]
     assert len(logs) == 2
@@ -192,14 +209,16 @@ def test_each_scheduler_trains(tmp_path: Path, name: str) -> None:
         assert f"scheduler/{key}" in logs[0]
     if name in ("pods", "cbs-group"):
         assert logs[0]["scheduler/kept_fraction"] == 0.5
-    if name in ("uniform", "recency"):
+    if name in ("uniform", "recency", "priority"):
         assert logs[0]["scheduler/kept_fraction"] == 1.0
     if name == "recency":
         assert logs[1]["scheduler/replayed"] == 4.0
-    elif name != "cbs-both":
+    elif name == "priority":
+        assert logs[1]["scheduler/replayed"] == 4.0  # replay_ratio 0.5 of the 8 fresh rows
+    elif name not in ("cbs-both", "default-both", "influence-both"):
         assert logs[1]["scheduler/replayed"] == 0.0
-    if name == "cbs-both":
-        assert logs[1]["scheduler/observed_gain"] is not None  # the gain of round 0 was observed
+    if name in ("cbs-both", "influence-both"):
+        assert math.isfinite(logs[1]["scheduler/observed_gain"])  # the label of round 0 was observed
 
 
 def test_unselected_rows_leave_the_loss(tmp_path: Path) -> None:
@@ -297,18 +316,23 @@ def test_padding_keeps_each_loss_normalisation(tmp_path: Path, loss_type: str) -
     assert total == pytest.approx(float(want), abs=1e-5)
 
 
-@pytest.mark.parametrize("name", ["cbs-both", "recency"])
+@pytest.mark.parametrize("name", ["cbs-both", "recency", "influence-both"])
 def test_checkpoint_resume_continues_identically(tmp_path: Path, name: str) -> None:
-    full = trainer(tmp_path / "a", SCHEDULERS[name](), max_steps=4, save_strategy="steps", save_steps=2)
+    # influence-both: answers and gradient sketches in the batches and in the saved replay buffer.
+    adapter = ADAPTER.get(name)
+    full = trainer(tmp_path / "a", SCHEDULERS[name](), adapter=adapter, max_steps=4, save_strategy="steps",
+                   save_steps=2)  # fmt: skip
     full.train()
     ckpt = tmp_path / "a" / "checkpoint-2"
     assert (ckpt / "scheduler.safetensors").exists()
-    resumed = trainer(tmp_path / "b", SCHEDULERS[name](), max_steps=4)
+    resumed = trainer(tmp_path / "b", SCHEDULERS[name](), adapter=adapter, max_steps=4)
     resumed.train(resume_from_checkpoint=str(ckpt))
     sa, sb = full.rollout_scheduler.state_dict(), resumed.rollout_scheduler.state_dict()
     assert sa.keys() == sb.keys()
     for k in sa:
         torch.testing.assert_close(sb[k], sa[k], msg=k)
+    if name == "influence-both":
+        assert any(k.endswith("grad") for k in sa) and any(k.endswith("answer") for k in sa)
     la = [h["loss"] for h in full.state.log_history if "loss" in h]
     lb = [h["loss"] for h in resumed.state.log_history if "loss" in h]  # steps 1-2 come from the checkpoint
     assert len(la) == len(lb) == 4
@@ -350,6 +374,36 @@ def test_resume_from_a_plain_checkpoint_fails_clearly(tmp_path: Path) -> None:
     os.remove(tmp_path / "checkpoint-1" / "scheduler.safetensors")
     with pytest.raises(InvalidInputError, match="scheduler"):
         trainer(tmp_path, UniformScheduler(), max_steps=2).train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
+
+
+def test_resume_checks_both_files_before_changing_anything(tmp_path: Path) -> None:
+    """The reported failures: a malformed trainer-state file raised a raw JSON error after the scheduler state
+    was already replaced; round -7, a foreign file, or another scheduler configuration were accepted."""
+    tr = trainer(tmp_path, SCHEDULERS["cbs-both"](), max_steps=1, save_strategy="steps", save_steps=1)
+    tr.train()
+    ckpt = tmp_path / "checkpoint-1"
+    state_file = ckpt / "bandit_trainer_state.json"
+    good = state_file.read_text()
+    cases = [
+        ("{not json", "not a readable trainer-state file"),
+        (json.dumps({**json.loads(good), "round": -7}), "non-negative integer `round`"),
+        (json.dumps({"format": "something.else", "round": 1}), "not a BanditGRPOTrainer trainer-state file"),
+        (json.dumps([1, 2]), "not a BanditGRPOTrainer trainer-state file"),
+    ]
+    for text, match in cases:
+        state_file.write_text(text)
+        fresh = trainer(tmp_path / "r", SCHEDULERS["cbs-both"](), max_steps=2)
+        before = fresh.rollout_scheduler.state_dict()
+        with pytest.raises(InvalidInputError, match=match):
+            fresh.train(resume_from_checkpoint=str(ckpt))
+        after = fresh.rollout_scheduler.state_dict()
+        assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    state_file.write_text(good)
+    other = RolloutScheduler(preset="paper", mode="both", keep_fraction=0.25, reuse=4, seed=0)
+    with pytest.raises(InvalidInputError, match="same scheduler arguments"):
+        trainer(tmp_path / "r", other, max_steps=2).train(resume_from_checkpoint=str(ckpt))
+    with pytest.raises(InvalidInputError, match="written for a RolloutScheduler"):
+        trainer(tmp_path / "r", UniformScheduler(), max_steps=2).train(resume_from_checkpoint=str(ckpt))
 
 
 def test_training_rows_pad_to_multiple() -> None:
@@ -412,6 +466,14 @@ def test_two_process_training_run_keeps_ranks_identical(tmp_path: Path) -> None:
     logs = [json.loads((tmp_path / f"log-rank{r}.json").read_text()) for r in (0, 1)]
     assert len(logs[0]) == 2 and logs[0][-1]["scheduler/policy_updates"] > 0
     assert [h["scheduler/kept_fraction"] for h in logs[0]] == [h["scheduler/kept_fraction"] for h in logs[1]]
+    # Answers and sketches are built on the global view: every rank's scheduler saw the same ids and sketches.
+    seen = [json.loads((tmp_path / f"batches-rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(seen[0]) == len(seen[1]) == 2
+    for a, b in zip(*seen, strict=True):
+        assert a["completions"] == b["completions"] and len(a["answer"]) == 4
+        assert a["answer"] == b["answer"]
+        torch.testing.assert_close(torch.tensor(a["grad"]), torch.tensor(b["grad"]))
+        assert torch.tensor(a["grad"]).abs().sum() > 0
 
 
 def test_uniform_scheduler_trains_like_plain_grpo(tmp_path: Path) -> None:
@@ -426,3 +488,190 @@ def test_uniform_scheduler_trains_like_plain_grpo(tmp_path: Path) -> None:
     lb = [[h["loss"], h["grad_norm"]] for h in ours.state.log_history if "loss" in h]
     assert len(la) == 2
     torch.testing.assert_close(torch.tensor(lb), torch.tensor(la), atol=1e-6, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ answers
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("so the answer is \\boxed{42}.", "42"),
+        ("\\boxed{1} then \\boxed{ \\frac{3}{4} } and 7", "\\frac{3}{4}"),  # the last box, nested braces kept
+        ("\\boxed{5} cut off at \\boxed{12", "5"),  # an unbalanced last box: the previous one
+        ("cut off at \\boxed{12", "12"),  # no balanced box: the last number
+        ("3 + 4 = 7", "7"),
+        ("total 1,234,567 apples, not 12", "12"),
+        ("it costs 1,234,567", "1234567"),
+        ("we owe -12.50 now", "-12.50"),
+        ("+5", "5"),
+        ("x = 3.0", "3.0"),
+        ("  Paris ", "Paris"),
+        ("", None),
+        ("   \n ", None),
+        ("a" * 33, None),
+        ("a" * 32, "a" * 32),
+    ],
+)
+def test_default_answer_fn(text: str, want: str | None) -> None:
+    assert default_answer_fn(text) == want
+
+
+def test_answer_ids_number_equal_answers_alike_and_name_failures() -> None:
+    ids = tb.answer_ids(["a 1", "b 2", "c 1", "none", "d 2"], lambda t: None if t == "none" else t[-1])
+    assert ids.dtype == torch.long and ids.tolist() == [0, 1, 0, -1, 1]
+
+    def as_list(text: str) -> Any:
+        return [text]
+
+    with pytest.raises(InvalidInputError, match=r"as_list.*row 0.*unhashable"):
+        tb.answer_ids(["x"], as_list)
+
+
+def recording_reward(seen: list[str]) -> Any:
+    """``reward_ones`` that also records the completions TRL decoded for it (global order in one process)."""
+
+    def reward_recorded(completions: list[str], **kwargs: Any) -> list[float]:
+        seen.extend(completions)
+        return reward_ones(completions)
+
+    return reward_recorded
+
+
+def test_answers_reach_the_scheduler(tmp_path: Path) -> None:
+    texts: list[str] = []
+    tr = trainer(tmp_path, UniformScheduler(), reward=recording_reward(texts), max_steps=3)
+    spy = Spy(tr)
+    tr.train()
+    assert len(texts) == sum(len(b) for b, _ in spy.rounds) == 24
+    offset, repeats, distinct = 0, 0, 0
+    for batch, _ in spy.rounds:
+        answer = batch.answer
+        assert answer is not None and answer.shape == (len(batch),) and answer.dtype == torch.long
+        want = [default_answer_fn(t) for t in texts[offset : offset + len(batch)]]
+        offset += len(batch)
+        assert [a == -1 for a in answer.tolist()] == [w is None for w in want]
+        for i in range(len(batch)):
+            for j in range(i + 1, len(batch)):
+                if batch.group[i] == batch.group[j] and want[i] is not None:
+                    assert bool(answer[i] == answer[j]) == (want[i] == want[j]), (want[i], want[j])
+                    repeats += want[i] == want[j]
+                    distinct += want[i] != want[j]
+    assert repeats and distinct  # both cases occurred, so the equalities above were tested
+
+
+def test_answer_fn_none_leaves_answers_unset(tmp_path: Path) -> None:
+    tr = trainer(tmp_path, UniformScheduler(), adapter={"answer_fn": None}, max_steps=1)
+    spy = Spy(tr)
+    tr.train()
+    assert spy.rounds and all(batch.answer is None for batch, _ in spy.rounds)
+
+
+def test_raising_answer_fn_fails_clearly_and_changes_nothing(tmp_path: Path) -> None:
+    sch = RolloutScheduler(mode="both", reuse=2, seed=0)
+    calls, snapshot = [0], {}
+
+    def explode_late(text: str) -> str | None:
+        calls[0] += 1
+        if calls[0] == 11:  # row 2 of round 1 (8 rows per round): round 0 was scheduled
+            snapshot.update({k: v.clone() for k, v in sch.state_dict().items()})
+            raise ValueError("cannot parse")
+        return default_answer_fn(text)
+
+    tr = trainer(tmp_path, sch, adapter={"answer_fn": explode_late}, max_steps=3)
+    with pytest.raises(InvalidInputError, match=r"answer_fn.*explode_late.*row 2.*ValueError: cannot parse"):
+        tr.train()
+    assert tr._round == 1
+    after = sch.state_dict()
+    assert after.keys() == snapshot.keys()
+    for k in after:
+        torch.testing.assert_close(after[k], snapshot[k], msg=k)
+    with pytest.raises(InvalidInputError, match="answer_fn"):
+        trainer(tmp_path, UniformScheduler(), adapter={"answer_fn": "last number"})
+
+
+# ------------------------------------------------------------------------------------------------ gradient sketches
+
+
+@pytest.mark.parametrize("bad", [3, 0, -4, 1, 8, "x", 16.0, True])
+def test_bad_grad_sketch_fails_at_construction(tmp_path: Path, bad: Any) -> None:
+    with pytest.raises(InvalidInputError, match="grad_sketch"):
+        trainer(tmp_path, UniformScheduler(), adapter={"grad_sketch": bad})
+
+
+def test_lm_head_sketch_matches_head_sketch_and_autograd() -> None:
+    g = torch.Generator().manual_seed(0)
+    n, t, h_dim, vocab, tau = 3, 5, 8, 11, 0.7
+    h, w, b = (
+        torch.randn(n, t, h_dim, generator=g),
+        torch.randn(vocab, h_dim, generator=g),
+        torch.randn(vocab, generator=g),
+    )
+    y = torch.randint(0, vocab, (n, t), generator=g)
+    mask = torch.ones(n, t, dtype=torch.bool)
+    mask[0, 3:] = False
+    mask[2] = False  # no real token: a zero sketch
+    L, R = sketch_matrices(vocab, h_dim, 4, 4, seed=0)
+    got = tb.lm_head_sketch(h, y, mask, w, b, L, R, temperature=tau, tile_elements=2 * vocab)  # 2 tokens a tile
+    want = head_sketch(h, ((h @ w.T + b) / tau).softmax(-1), y, mask, L, R, temperature=tau)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    assert float(got[2].abs().sum()) == 0.0 and float(got[0].abs().sum()) > 0
+    # A logit scale and final-logit softcapping (Gemma 2's head): against autograd.
+    wg = w.clone().requires_grad_()
+    z = 3.0 * torch.tanh((h @ wg.T + b) * 0.5 / 3.0) / tau
+    logp = z.log_softmax(-1).gather(2, y[..., None])[..., 0]
+    m = mask.float()
+    mean = (logp * m).sum(1) / m.sum(1).clamp(min=1)
+    want = torch.stack([(L.T @ torch.autograd.grad(mean[i], wg, retain_graph=True)[0] @ R).flatten()
+                        for i in range(2)])  # fmt: skip
+    got = tb.lm_head_sketch(h, y, mask, w, b, L, R, temperature=tau, logit_scale=0.5, softcap=3.0,
+                            tile_elements=3 * vocab)  # fmt: skip
+    torch.testing.assert_close(got[:2], want, atol=1e-5, rtol=1e-4)
+    # Under bf16 autocast (TRL's default on CPU too) the sketch is still computed in float32.
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        again = tb.lm_head_sketch(h, y, mask, w, b, L, R, temperature=tau, logit_scale=0.5, softcap=3.0)
+    torch.testing.assert_close(again, got, atol=1e-6, rtol=1e-5)
+
+
+def reference_sketches(tr: BanditGRPOTrainer, batch: RolloutBatch) -> torch.Tensor:
+    """The sketches by autograd: per row, ``L^T G R`` of the gradient of the mean completion log-prob."""
+    model, pl = tr.model, batch.payload
+    head = model.get_output_embeddings()
+    prompt, pmask = pl["prompt_ids_rev"].flip(1), pl["prompt_mask_rev"].flip(1)
+    ids, mask = pl["completion_ids"], pl["completion_mask"]
+    width, out = ids.shape[1], []
+    for i in range(len(batch)):
+        with torch.enable_grad(), torch.autocast("cpu", enabled=False):
+            logits = model(input_ids=torch.cat([prompt[i : i + 1], ids[i : i + 1]], 1),
+                           attention_mask=torch.cat([pmask[i : i + 1], mask[i : i + 1]], 1)).logits  # fmt: skip
+            logp = (logits[:, -width - 1 : -1].float() / tr.temperature).log_softmax(-1)
+            logp = logp.gather(2, ids[i : i + 1, :, None])[..., 0]
+            m = mask[i : i + 1].float()
+            (grad,) = torch.autograd.grad((logp * m).sum() / m.sum().clamp(min=1), head.weight)
+        out.append((tr.sketch_left.T @ grad @ tr.sketch_right).flatten())
+    return torch.stack(out)
+
+
+def test_grad_sketch_matches_autograd_and_trains_the_influence_label(tmp_path: Path) -> None:
+    # bf16=False: TRL's default bf16 autocast would round the hidden states the sketch is computed from.
+    sch = RolloutScheduler(label=InfluenceLabel("next"), seed=0)
+    tr = trainer(tmp_path, sch, adapter={"grad_sketch": 16}, max_steps=3, temperature=0.7, bf16=False)
+    assert tr.sketch_left is not None and tr.sketch_left.shape == (len(VOCAB), 4)
+    assert tr.sketch_right is not None and tr.sketch_right.shape == (16, 4)  # hidden size 16
+    seen: list[tuple[RolloutBatch, torch.Tensor]] = []
+    schedule = sch.schedule
+
+    def spy(batch: RolloutBatch) -> Schedule:
+        seen.append((batch, reference_sketches(tr, batch)))
+        return schedule(batch)
+
+    sch.schedule = spy  # type: ignore[method-assign]
+    tr.train()
+    assert len(seen) == 3
+    for batch, want in seen:
+        assert batch.grad is not None and batch.grad.shape == (len(batch), 16) and batch.grad.dtype == torch.float32
+        assert bool(torch.isfinite(batch.grad).all()) and float(batch.grad.abs().max()) > 0
+        torch.testing.assert_close(batch.grad, want, atol=1e-5, rtol=1e-4)
+    logs = [h for h in tr.state.log_history if "loss" in h]
+    assert all(math.isfinite(h["loss"]) for h in logs)
+    assert math.isfinite(logs[1]["scheduler/observed_gain"]) and logs[-1]["scheduler/policy_updates"] > 0

@@ -40,3 +40,15 @@ def test_bench_rlvr_tiny(tmp_path: Path) -> None:
     assert result["timing"]["default-group"]["schedule_ms_median"] > 0
     assert (tmp_path / "rlvr_worlds.png").stat().st_size > 10_000
     assert "| **default** |" in proc.stdout and "Verdict" in proc.stdout
+
+
+def test_bench_rlvr_timing_only(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_rlvr.py"), "--only-timing", "--timing", "32", "4", "2",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "bench_rlvr_timing.json").read_text())
+    assert {"default-group", "default-both", "paper-global", "consistency"} <= set(result["timing"])
+    assert "| default-group |" in proc.stdout
