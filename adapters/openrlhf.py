@@ -47,14 +47,15 @@ def _index(value: Any, idx: torch.Tensor, n: int) -> Any:
 
 
 def rollout_batch_from_experiences(
-    experiences: Sequence[Any], *, n_samples_per_prompt: int, round: int
+    experiences: Sequence[Any], *, n_samples_per_prompt: int, round: int, answer: Any = None
 ) -> RolloutBatch:
     """The rows of all ``experiences`` (in order) as a :class:`RolloutBatch` on CPU.
 
     group ``row // n_samples_per_prompt``; reward ``info["reward"]``; advantage the masked mean of
     ``advantages`` over ``action_mask``; entropy ``-mean(action_log_probs)`` over the action tokens (the
     sampled-token estimate); length the action tokens; truncated: the response fills the last column. The
-    payload holds each row's ``(experience, row)`` position.
+    payload holds each row's ``(experience, row)`` position. ``answer``: optional ``(N,)`` integer answer ids in
+    row order (``RolloutBatch.answer``), which the default scheduler's consistency label needs.
 
     Raises:
         InvalidInputError: an empty list, missing fields, or a row count that is not whole groups.
@@ -88,6 +89,7 @@ def rollout_batch_from_experiences(
         truncated=torch.cat(parts["trunc"]),
         round=round,
         payload={"position": torch.cat(parts["pos"])},
+        answer=answer,
     )
 
 

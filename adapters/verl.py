@@ -40,8 +40,9 @@ def _response_mask(batch: Any) -> torch.Tensor:
 
 
 def rollout_batch_from_dataproto(
-    data: Any, *, round: int, reward_key: str = "token_level_scores", entropy_key: str | None = None
-) -> RolloutBatch:
+    data: Any, *, round: int, reward_key: str = "token_level_scores", entropy_key: str | None = None,
+    answer: Any = None,
+) -> RolloutBatch:  # fmt: skip
     """The step's rollouts as a :class:`RolloutBatch` (CPU), every tensor of ``data.batch`` in the payload.
 
     * group: ``non_tensor_batch["uid"]`` mapped to integers; reward: ``batch[reward_key]`` summed over tokens;
@@ -55,6 +56,9 @@ def rollout_batch_from_dataproto(
         round: the training step.
         reward_key: per-token reward tensor of ``data.batch``.
         entropy_key: optional per-token entropy tensor of ``data.batch``.
+        answer: optional ``(B,)`` integer answer ids in row order (``RolloutBatch.answer``: equal ids within a
+            group for identical final answers, ``-1`` for none), from your verifier's answer extraction; the
+            default scheduler's consistency label needs them.
 
     Returns:
         The batch, with ``logprobs`` = ``old_log_probs``.
@@ -87,6 +91,7 @@ def rollout_batch_from_dataproto(
         round=round,
         logprobs=logp,
         payload={k: b[k].detach().cpu() for k in sorted(keys)},
+        answer=answer,
     )
 
 

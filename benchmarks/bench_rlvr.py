@@ -11,8 +11,8 @@
    target (uniform's mean 5-step-average accuracy at half the steps; never reached counts as ``steps + 1``),
    kept share of the fresh rollouts, the lucky share of kept positives and the missed share of kept
    negatives, and scheduler milliseconds per round.
-2. ``--ablation``: the default's ingredients swapped one at a time (rule, label, features, model), on the
-   same worlds and seeds.
+2. ``--ablation``: the default's ingredients swapped one at a time (rule, label, features, model, replay), on
+   the same worlds and seeds.
 3. ``--paper-scale``: B = 256 prompts x G = 16 (slow; not in CI): the paper preset, the default and uniform,
    with the round label's signal-to-noise (std of the observed round gain against the std of the true
    one-step gain of the selection, and their correlation) at that scale and at B = 32.
@@ -85,7 +85,7 @@ def makers() -> dict[str, Callable[[int], Any]]:
 
 
 def ablation_makers() -> dict[str, Callable[[int], Any]]:
-    """The default with one ingredient swapped (rule, label, features, model)."""
+    """The default with one ingredient swapped (rule, label, features, model, replay)."""
     d = rlvr.RolloutFeaturizer().dim
     both = (*rlvr.PAPER_FEATURES, *rlvr.CONSISTENCY_FEATURES)
     both_dim = rlvr.RolloutFeaturizer(both).dim
@@ -105,6 +105,10 @@ def ablation_makers() -> dict[str, Callable[[int], Any]]:
         "abl: model = NeuralUCB": lambda s: S(policy=banditlib.NeuralUCB(dim=d, hidden=(16,), seed=s), seed=s),
         "abl: alpha = 0 (greedy)": lambda s: S(policy=banditlib.LinUCB(dim=d, alpha=0.0, forget=0.99, seed=s), seed=s),
         "abl: forget = 1": lambda s: S(policy=banditlib.LinUCB(dim=d, alpha=1.0, forget=1.0, seed=s), seed=s),
+        "abl: replay = none (mode group)": lambda s: S(mode="group", seed=s),
+        "abl: replay = by score (the paper's pick)": lambda s: S(replay="score", reuse=128, seed=s),
+        "abl: replay = ages <= 10": lambda s: S(buffer_rounds=11, seed=s),
+        "abl: replay = 1 N": lambda s: S(replay_ratio=1.0, seed=s),
     }  # fmt: skip
 
 
@@ -137,7 +141,7 @@ def _job(job: Job) -> dict[str, Any]:
     rounds = res.rounds
     acc = res.accuracy
     return {
-        "world": world, "name": name, "seed": seed, "accuracy": [round(a, 5) for a in acc],
+        "world": world, "name": name, "seed": seed, "accuracy": [round(a, 5) for a in acc], "backward": res.backward,
         "final": float(np.mean(acc[-LAST:])), "last": acc[-1], "greedy_final": res.greedy_final,
         "kept_share": statistics.mean(r["kept_share"] for r in rounds),
         "rows_per_round": statistics.mean(r["n_fresh"] + r["n_replay"] for r in rounds),
@@ -159,11 +163,14 @@ def summarise_world(runs: dict[str, list[dict[str, Any]]], steps: int) -> dict[s
     by_seed = {n: sorted(r, key=lambda x: x["seed"]) for n, r in runs.items()}
     uni = np.array([r["accuracy"] for r in by_seed["uniform"]])
     target = float(np.mean([smooth(c) for c in uni], axis=0)[steps // 2])
+    budget = float(np.mean([r["backward"][-1] for r in by_seed["uniform"]]))  # uniform's rows trained
     out: dict[str, Any] = {}
     for name, rs in by_seed.items():
         hits = [first_at(r["accuracy"], target) for r in rs]
+        at_budget = [at_equal_backward(r, budget) for r in rs]
         out[name] = {
             "final": [r["final"] for r in rs], "final_ci": ci([r["final"] for r in rs]),
+            "at_equal_backward": at_budget, "at_equal_backward_ci": ci(at_budget),
             "steps_to_target": hits, "steps_ci": ci([steps + 1 if h is None else h for h in hits]),
             "reached": sum(h is not None for h in hits), "n": len(rs),
             **{k: statistics.mean(r[k] for r in rs) for k in ("kept_share", "rows_per_round", "lucky_share_kept",
@@ -175,8 +182,19 @@ def summarise_world(runs: dict[str, list[dict[str, Any]]], steps: int) -> dict[s
     uni_f = out["uniform"]["final"]
     diff_uniform = {n: paired(out[n]["final"], uni_f) for n in out if n != "uniform"}
     diff_best = {n: paired(out[n]["final"], out[best]["final"]) for n in out if best and n != best}
+    uni_b = out["uniform"]["at_equal_backward"]
+    diff_backward = {n: paired(out[n]["at_equal_backward"], uni_b) for n in out if n != "uniform"}
     return {"target": target, "best_peer": best, "schedulers": out, "diff_uniform": diff_uniform,
-            "diff_best_peer": diff_best}  # fmt: skip
+            "diff_best_peer": diff_best, "diff_uniform_equal_backward": diff_backward,
+            "backward_budget": budget}  # fmt: skip
+
+
+def at_equal_backward(r: dict[str, Any], budget: float) -> float:
+    """Accuracy (mean over the LAST steps ending there) at the first step by which the run has trained on as
+    many rows as uniform GRPO in the whole run; a run that trains on fewer rows is read at its end."""
+    t = next((i for i, b in enumerate(r["backward"]) if b >= budget), len(r["backward"]) - 1)
+    acc = r["accuracy"]
+    return float(np.mean(acc[max(0, t - LAST + 1) : t + 1]))
 
 
 def verdict(worlds: dict[str, Any]) -> dict[str, Any]:
@@ -236,8 +254,8 @@ def bench_timing(prompts: int, group: int, rounds: int, repeats: int) -> dict[st
 
     S = rlvr.RolloutScheduler
     specs: dict[str, Callable[[], Any]] = {
-        **{f"default-{m}": (lambda m=m: S(mode=m, reuse=REUSE, buffer_rounds=rounds, seed=0))
-           for m in ("group", "global", "both")},
+        "default": lambda: S(buffer_rounds=rounds, seed=0),  # mode both, priority replay of 0.5 N
+        **{f"default-{m}": (lambda m=m: S(mode=m, buffer_rounds=rounds, seed=0)) for m in ("group", "global")},
         **{f"paper-{m}": (lambda m=m: S(preset="paper", mode=m, reuse=REUSE, buffer_rounds=rounds, seed=0))
            for m in ("group", "global", "both")},
         "uniform": rlvr.UniformScheduler, "pods": lambda: rlvr.MaxVarianceScheduler(keep_fraction=0.5),
@@ -279,17 +297,20 @@ def world_table(world: str, s: dict[str, Any], sizes: dict[str, Any]) -> str:
         rows.append([
             f"**{name}**" if name == DEFAULT else name, fmt_ci(r["final_ci"]),
             "-" if du is None else fmt_ci(du, signed=True), "-" if db is None else fmt_ci(db, signed=True),
+            "-" if name == "uniform" else fmt_ci(s["diff_uniform_equal_backward"][name], signed=True),
             fmt_ci(r["steps_ci"], 1), f"{r['reached']}/{r['n']}", f"{r['kept_share']:.2f}",
             f"{r['rows_per_round']:.0f}", f"{r['lucky_share_kept']:.3f}", f"{r['missed_share_kept']:.3f}",
             f"{r['schedule_ms']:.2f}",
         ])  # fmt: skip
     u = s["schedulers"]["uniform"]
     headers = ["scheduler", "final held-out acc. [95% CI]", "vs uniform (paired)", f"vs best peer ({best})",
-               "steps to target", "reached", "kept share", "rows/round", "lucky share of kept +",
-               "missed share of kept -", "ms/round"]  # fmt: skip
+               "vs uniform at equal backward passes", "steps to target", "reached", "kept share", "rows/round",
+               "lucky share of kept +", "missed share of kept -", "ms/round"]  # fmt: skip
     title = f"World `{world}` ({WORLDS[world][1]}): {sizes['seeds']} seeds x {sizes['steps']} steps"
     notes = [f"Target {s['target']:.3f}; among all generated rows: lucky share of positives "
-             f"{u['lucky_share_all']:.3f}, missed share of negatives {u['missed_share_all']:.3f}."]  # fmt: skip
+             f"{u['lucky_share_all']:.3f}, missed share of negatives {u['missed_share_all']:.3f}. Equal backward "
+             f"passes: accuracy when a run has trained on {s['backward_budget']:,.0f} rows (uniform's whole run; "
+             "a run training on fewer is read at its end)."]  # fmt: skip
     return table(title, headers, rows, notes)
 
 

@@ -35,11 +35,15 @@ from .rules import SelectionRule, Threshold, TopFraction, rule_from_config
 __all__ = ["MODES", "PRESETS", "RolloutScheduler"]
 
 MODES = ("group", "global", "both")
+REPLAYS = ("score", "priority")
 PRESETS = ("default", "paper")
 # The default policy over the default features (five 0/1 indicators + intercept) with the consistency label
 # (+1/-1 per rollout): alpha = 1 because the label has unit scale; forget = 0.99 per round follows the drift
 # of which indicators mislead as the model trains (docs/rlvr.md, the ablation).
 DEFAULT_ALPHA, DEFAULT_FORGET = 1.0, 0.99
+# The default replays half as many buffered rollouts as it keeps fresh ones, by |advantage| priority, among
+# those its model admits, up to 3 rounds old (buffer_rounds = 4): what measured best across the fault worlds.
+DEFAULT_REPLAY_RATIO = 0.5
 # The paper preset: LinUCB over the ten normalised features; forget = 0.99 per round remembers about 100
 # rounds, long enough to average the noisy gains and short enough to follow the drift of a model in training.
 PAPER_ALPHA, PAPER_FORGET = 0.1, 0.99
@@ -55,13 +59,20 @@ class RolloutScheduler(Scheduler):
     :class:`~.labels.ConsistencyLabel` (does the rollout's reward agree with the verdict on identical answers
     in its group), updated with every labelled rollout, kept or not; the :class:`~.rules.Threshold` rule
     (keep a rollout unless its upper confidence bound is below 0: no fixed budget, so a scheduler that has
-    learned nothing keeps everything); no replay. It needs ``RolloutBatch.answer`` (without it nothing is
-    labelled and every rollout is kept; a warning says so once). ``preset="paper"``: CBS as published (the ten
-    features of :data:`~.features.PAPER_FEATURES`, normalised; LinUCB with ``alpha = 0.1``; the top half of
-    each group; the round's performance gain :class:`~.labels.RoundGain` as the label shared by every
-    selected rollout). Every argument given explicitly replaces that part of the preset.
+    learned nothing keeps everything); and, in mode ``"both"``, priority replay: every kept fresh rollout
+    plus half as many buffered ones (up to 3 rounds old) that the model admits, drawn with probability
+    proportional to ``sqrt(|advantage|)``. Replayed rows train off-policy against their stored behaviour
+    log-probs (``RolloutBatch.logprobs``), so the training loop must carry them (the trainer adapters do);
+    pass ``mode="group"`` for no replay. The consistency label needs ``RolloutBatch.answer`` (without it
+    nothing is labelled and every fresh rollout is kept; a warning says so once).
 
-    **Modes** (``name`` is ``cbs-<mode>``):
+    ``preset="paper"``: CBS as published (the ten features of :data:`~.features.PAPER_FEATURES`, normalised;
+    LinUCB with ``alpha = 0.1``; the top half of each group; the round's performance gain
+    :class:`~.labels.RoundGain` as the label shared by every selected rollout; mode ``"group"``). Every
+    argument given explicitly replaces that part of the preset.
+
+    **Modes** (``name`` is ``scheduler`` for the default, ``scheduler-<mode>`` for another mode, ``cbs-<mode>``
+    with the paper preset):
 
     * ``"group"``: the rule keeps rows of the fresh batch; no replay.
     * ``"global"``: pick ``K = N + reuse`` rollouts over the fresh batch *and* the older buffered rollouts
@@ -73,6 +84,13 @@ class RolloutScheduler(Scheduler):
 
     If fewer candidates than ``K`` exist (early rounds), all are taken. Replayed rows have weight 1; fresh
     rows the rule's weight.
+
+    **Replay** (modes ``"global"`` and ``"both"``): ``replay="score"`` (the paper's) takes the ``K`` best
+    scores over the candidates as above. ``replay="priority"`` keeps every fresh row the rule keeps (all
+    fresh rows it admits in ``"global"`` mode) and adds ``reuse`` buffered rows (``round(replay_ratio * n)``
+    with ``replay_ratio``, ``n`` the fresh rows kept) drawn without replacement, among the buffered rows the
+    rule admits, with probability proportional to ``(|A| + 1e-6) ** replay_alpha`` (the rule of
+    :class:`~.peers.PriorityReplay`; the age cap is ``buffer_rounds - 1``).
 
     **Scoring.** One ``policy.select`` call scores every candidate of the round as one row ``(1, M, d)`` (a
     Thompson-sampling policy draws one posterior sample per round); ties are broken by a seeded generator.
@@ -93,9 +111,10 @@ class RolloutScheduler(Scheduler):
     Args:
         policy: a shared-parameter banditlib policy with ``dim = featurizer.dim``, or ``None`` for the preset's
             LinUCB.
-        mode: ``"group"``, ``"global"`` or ``"both"`` (default ``"group"``).
+        mode: ``"group"``, ``"global"`` or ``"both"`` (default: ``"both"``; ``"group"`` with the paper preset).
         keep_fraction: shorthand for ``rule=TopFraction(keep_fraction)``, in ``(0, 1]``.
-        reuse: extra rows of budget for the replay pick (``>= 0``; see the modes).
+        reuse: extra rows of budget for the replay pick (``>= 0``; see the modes; default 0, or the default
+            preset's ``replay_ratio = 0.5``).
         buffer_rounds: rounds the buffer holds, ``>= 1`` (the current round counts).
         featurizer: the rollout features (default: the preset's).
         reward: shorthand for ``label=RoundGain(reward)``: the paper's gain with its entropy term.
@@ -107,6 +126,9 @@ class RolloutScheduler(Scheduler):
         label_decay: shorthand for the round-gain label's standardisation decay, in ``[0, 1)``.
         weighting: ``"round"``, ``"row"``, ``"mean"`` or ``None`` (automatic); ``"round"`` and ``"mean"`` only
             with a shared label.
+        replay: ``"score"`` or ``"priority"`` (see above; default: the preset's, ``"priority"`` for the default).
+        replay_ratio: with ``replay="priority"``, replayed rows per kept fresh row (``>= 0``; replaces ``reuse``).
+        replay_alpha: the priority exponent (``>= 0``).
 
     Raises:
         InvalidInputError: an argument out of range, a policy that does not fit the featurizer, or shorthands
@@ -121,9 +143,11 @@ class RolloutScheduler(Scheduler):
         ...         length=torch.randint(5, 50, (16,), generator=g),
         ...         answer=torch.randint(0, 3, (16,), generator=g), round=t)
         >>> sch = RolloutScheduler(seed=0)
-        >>> s = sch.schedule(gen(0)); s.kept_share     # nothing learned yet: every rollout is kept
-        1.0
+        >>> s = sch.schedule(gen(0)); s.kept_share, len(s.replay)   # nothing learned, nothing buffered yet
+        (1.0, 0)
         >>> sch.observe(gen(1)) is not None            # the consistency labels of round 0
+        True
+        >>> s = sch.schedule(gen(1)); len(s.replay) == round(0.5 * len(s.fresh))   # priority replay
         True
         >>> paper = RolloutScheduler(preset="paper", mode="both", reuse=2, seed=0)
         >>> s = paper.schedule(gen(0)); s.fresh.shape, len(s.replay)   # two of four per group
@@ -140,7 +164,7 @@ class RolloutScheduler(Scheduler):
         policy: Policy | None = None,
         mode: str | None = None,
         keep_fraction: float | None = None,
-        reuse: int = 0,
+        reuse: int | None = None,
         buffer_rounds: int = 4,
         featurizer: RolloutFeaturizer | None = None,
         reward: GainReward | None = None,
@@ -152,18 +176,36 @@ class RolloutScheduler(Scheduler):
         max_buffer_rollouts: int | None = None,
         label_decay: float | None = None,
         weighting: str | None = None,
+        replay: str | None = None,
+        replay_ratio: float | None = None,
+        replay_alpha: float = 0.5,
     ) -> None:
         super().__init__()
         where = "RolloutScheduler()"
         if preset not in PRESETS:
             raise InvalidInputError(f"{where}: `preset` must be one of {PRESETS}; got {preset!r}.")
         self.preset = preset
-        mode = "group" if mode is None else mode
+        default = preset == "default"
+        mode = ("both" if default else "group") if mode is None else mode
         if mode not in MODES:
             raise InvalidInputError(f"{where}: `mode` must be one of {MODES}; got {mode!r}.")
         self.mode = mode
-        self.name = f"cbs-{mode}" if preset == "paper" else ("scheduler" if mode == "group" else f"scheduler-{mode}")
-        self.reuse: int = V.check_int(reuse, where, "reuse", low=0)  # type: ignore[assignment]
+        self.name = f"cbs-{mode}" if not default else ("scheduler" if mode == "both" else f"scheduler-{mode}")
+        replay = ("priority" if default else "score") if replay is None else replay
+        if replay not in REPLAYS:
+            raise InvalidInputError(f"{where}: `replay` must be one of {REPLAYS}; got {replay!r}.")
+        self.replay = replay
+        if replay_ratio is not None and replay != "priority":
+            raise InvalidInputError(f"{where}: `replay_ratio` sets the priority replay's size; pass replay='priority'.")
+        if replay_ratio is not None and reuse is not None:
+            raise InvalidInputError(f"{where}: give `reuse` (a count) or `replay_ratio` (a fraction), not both.")
+        if replay_ratio is None and reuse is None and default and replay == "priority" and mode != "group":
+            replay_ratio = DEFAULT_REPLAY_RATIO
+        self.replay_ratio = (
+            None if replay_ratio is None else V.check_float(replay_ratio, where, "replay_ratio", low=0.0)
+        )
+        self.reuse: int = V.check_int(0 if reuse is None else reuse, where, "reuse", low=0)  # type: ignore[assignment]
+        self.replay_alpha = V.check_float(replay_alpha, where, "replay_alpha", low=0.0)
         self.buffer = RolloutBuffer(
             V.check_int(buffer_rounds, where, "buffer_rounds"),  # type: ignore[arg-type]
             V.check_int(max_buffer_rollouts, where, "max_buffer_rollouts", allow_none=True),
@@ -245,11 +287,14 @@ class RolloutScheduler(Scheduler):
         return {
             "preset": self.preset,
             "mode": self.mode,
-            "reuse": self.reuse,
+            "reuse": None if self.replay_ratio is not None else self.reuse,
             "buffer_rounds": self.buffer.rounds,
             "seed": self.seed,
             "max_buffer_rollouts": self.buffer.max_rollouts,
             "weighting": self.weighting,
+            "replay": self.replay,
+            "replay_ratio": self.replay_ratio,
+            "replay_alpha": self.replay_alpha,
             "rule": {"class": type(self.rule).__name__, "config": self.rule.config},
             "label": {"class": type(self.label).__name__, "config": self.label.config},
             "featurizer": self.featurizer.config,
@@ -306,6 +351,28 @@ class RolloutScheduler(Scheduler):
         if self.mode == "group":
             chosen_old = torch.zeros(0, dtype=torch.long, device=device)
             chosen_fresh, picked, old_pos = kept, kept, chosen_old
+        elif self.replay == "priority":
+            # Fresh-anchored: every fresh row the rule keeps, plus old rows the rule admits, drawn without
+            # replacement with probability proportional to (|A| + 1e-6) ** alpha.
+            fresh_pos = kept + n_old if self.mode == "both" else cand[cand >= n_old]
+            old_ok = cand[cand < n_old]
+            want = self.reuse if self.replay_ratio is None else round(self.replay_ratio * fresh_pos.shape[0])
+            want = min(want, old_ok.shape[0])
+            draw = old_ok[:0]
+            if want:
+                adv = buf.live_column("advantage", skip)[old_ok].abs().double().cpu()
+                gen = torch.Generator().manual_seed(
+                    int(tie_keys(self.seed, self._decisions, 1, torch.device("cpu"))[0])
+                )
+                draw = old_ok[torch.multinomial((adv + 1e-6) ** self.replay_alpha, want, generator=gen).to(device)]
+            picked = torch.cat([draw.sort().values, fresh_pos])
+            if self.mode == "global":
+                fresh_w_all[:] = 0.0
+                fresh_w_all[fresh_pos - n_old] = 1.0
+            is_old = picked < n_old
+            chosen_old = buf.slots_of(picked[is_old], skip)
+            chosen_fresh = (picked[~is_old] - n_old).sort().values
+            old_pos = picked[is_old]
         else:
             picked = cand[torch.topk(keys[cand], K).indices] if K else cand[:0]
             is_old = picked < n_old

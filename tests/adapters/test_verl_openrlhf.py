@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from banditlib.adapters.openrlhf import apply_schedule_to_experiences, rollout_batch_from_experiences
-from banditlib.adapters.rlvr import DynamicSamplingFilter, MaxVarianceScheduler, RecencyReplay
+from banditlib.adapters.rlvr import DynamicSamplingFilter, MaxVarianceScheduler, RecencyReplay, RolloutScheduler
 from banditlib.adapters.verl import apply_schedule_to_dataproto, rollout_batch_from_dataproto
 
 from banditlib.errors import InvalidInputError
@@ -169,3 +169,17 @@ def test_thin_adapters_import_no_framework() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()
     assert out == ""
+
+
+def test_answer_ids_pass_through_to_the_default_scheduler() -> None:
+    ids = torch.tensor([0, 0, 1, -1, 2, 2, 2, 2])
+    batch = rollout_batch_from_dataproto(make_dataproto(0), round=0, answer=ids)
+    assert torch.equal(batch.answer, ids)
+    exps = make_experiences()
+    b = rollout_batch_from_experiences(exps, n_samples_per_prompt=G, round=0, answer=ids)
+    assert torch.equal(b.answer, ids)
+    sch = RolloutScheduler(mode="group", seed=0)  # OpenRLHF: selection only
+    out = apply_schedule_to_experiences(exps, sch.schedule(b))
+    assert sum(x.sequences.shape[0] for x in out) == 8  # nothing learned yet: every row is kept
+    with pytest.raises(InvalidInputError, match="`answer` must have shape"):
+        rollout_batch_from_experiences(exps, n_samples_per_prompt=G, round=1, answer=ids[:3])

@@ -37,7 +37,7 @@ def test_bench_rlvr_tiny(tmp_path: Path) -> None:
     assert set(result["paper_scale"]) == {"iid, B=256 x G=16", "iid, B=32 x G=8", "mixture, B=256 x G=16",
                                           "mixture, B=32 x G=8"}  # fmt: skip
     assert result["paper_scale"]["iid, B=32 x G=8"]["snr"]["rounds"] > 0
-    assert result["timing"]["default-group"]["schedule_ms_median"] > 0
+    assert result["timing"]["default"]["schedule_ms_median"] > 0
     assert (tmp_path / "rlvr_worlds.png").stat().st_size > 10_000
     assert "| **default** |" in proc.stdout and "Verdict" in proc.stdout
 
@@ -50,5 +50,5 @@ def test_bench_rlvr_timing_only(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "bench_rlvr_timing.json").read_text())
-    assert {"default-group", "default-both", "paper-global", "consistency"} <= set(result["timing"])
+    assert {"default", "default-group", "paper-global", "consistency"} <= set(result["timing"])
     assert "| default-group |" in proc.stdout

@@ -149,6 +149,7 @@ SCHEDULERS = [
     lambda: RecencyReplay(reuse=2, buffer_rounds=2),
     lambda: RolloutScheduler(preset="paper", mode="both", reuse=2, seed=0),
     lambda: RolloutScheduler(mode="both", reuse=2, seed=0),
+    lambda: RolloutScheduler(seed=0),
     lambda: ConsistencyFilter(),
     lambda: OverlongFilter(),
     lambda: PriorityReplay(replay_ratio=0.5, max_age=2, seed=0),
@@ -163,7 +164,7 @@ def rounds(t: int) -> RolloutBatch:
 @pytest.mark.parametrize("make", SCHEDULERS)
 def test_common_protocol(make: object, tmp_path: pathlib.Path) -> None:
     sch: Scheduler = make()  # type: ignore[operator]
-    assert sch.name in {"uniform", "pods", "dapo", "threshold", "recency", "cbs-both", "scheduler-both", "consistency",
+    assert sch.name in {"uniform", "pods", "dapo", "threshold", "recency", "cbs-both", "scheduler", "consistency",
                         "overlong", "priority-replay"}  # fmt: skip
     with pytest.raises(StateError):
         sch.observe(rounds(0))

@@ -60,7 +60,8 @@ def same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 def test_default_configuration() -> None:
     sch = RolloutScheduler(seed=0)
-    assert sch.preset == "default" and sch.mode == "group" and sch.name == "scheduler"
+    assert sch.preset == "default" and sch.mode == "both" and sch.name == "scheduler"
+    assert sch.replay == "priority" and sch.replay_ratio == 0.5 and sch.buffer.rounds == 4
     assert isinstance(sch.rule, Threshold) and isinstance(sch.label, ConsistencyLabel)
     assert sch.featurizer.names[-1] == "intercept" and sch.featurizer.dim == 6 and not sch.featurizer.normalize
     assert isinstance(sch.policy, banditlib.LinUCB) and sch.policy.alpha == 1.0 and sch.weighting == "row"
@@ -112,6 +113,8 @@ def test_without_answers_it_warns_once_and_keeps_everything() -> None:
         lambda: RolloutScheduler(label=BaselinedGain(prompt_key="pid"), seed=3),
         lambda: RolloutScheduler(mode="both", reuse=5, seed=3),
         lambda: RolloutScheduler(mode="global", reuse=5, seed=3),
+        lambda: RolloutScheduler(mode="both", replay="priority", replay_ratio=0.5, buffer_rounds=3, seed=3),
+        lambda: RolloutScheduler(mode="global", replay="priority", reuse=7, seed=3),
         lambda: RolloutScheduler(policy=banditlib.LinTS(dim=6, seed=0), seed=3),
         lambda: RolloutScheduler(policy=banditlib.NeuralUCB(dim=6, hidden=(8,), seed=0), seed=3),
     ],
@@ -128,6 +131,25 @@ def test_other_rules_labels_modes_and_models_run_and_reload(make: object, tmp_pa
     assert back.config == sch.config and same_state(back.state_dict(), sch.state_dict())
     for a, b in zip(drive(sch, range(4, 7), **kw), drive(back, range(4, 7), **kw), strict=True):
         assert torch.equal(a.fresh, b.fresh) and torch.equal(a.fresh_weight, b.fresh_weight)  # type: ignore[attr-defined]
+
+
+def test_priority_replay_is_fresh_anchored_and_draws_admitted_rows() -> None:
+    sch = RolloutScheduler(mode="both", replay="priority", replay_ratio=0.5, buffer_rounds=3, seed=7)
+    outs = drive(sch, range(0, 25))
+    for t, s in enumerate(outs):
+        n_kept = s.fresh.numel()  # type: ignore[attr-defined]
+        assert len(s.replay) == (0 if t == 0 else min(round(0.5 * n_kept), 256))  # type: ignore[attr-defined]
+        if t:
+            assert bool((s.replay.round < t).all()) and bool((s.replay.round >= t - 2).all())  # type: ignore[attr-defined]
+    # once it has learned, no kept fresh row is an accepted answer in conflict
+    last = outs[-1]
+    from banditlib.adapters.rlvr import AnswerStats
+
+    assert not AnswerStats.of(noisy(24)).conflict[last.fresh].any()  # type: ignore[attr-defined]
+    with pytest.raises(InvalidInputError, match="`replay`"):
+        RolloutScheduler(replay="best")
+    with pytest.raises(InvalidInputError, match="replay='priority'"):
+        RolloutScheduler(replay="score", replay_ratio=0.5)
 
 
 def test_soft_weights_down_weight_instead_of_dropping() -> None:
