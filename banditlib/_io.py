@@ -38,7 +38,7 @@ import torch
 
 from banditlib.errors import InvalidInputError
 
-__all__ = ["MAX_FILE_BYTES", "read_tensors", "write_tensors"]
+__all__ = ["MAX_FILE_BYTES", "parse_json", "read_tensors", "write_tensors"]
 
 _CODES: dict[torch.dtype, str] = {
     torch.float64: "F64",
@@ -169,6 +169,18 @@ def _parse_int(text: str) -> int:
     if len(text.lstrip("-")) > 20:
         raise ValueError(f"an integer of {len(text)} digits")
     return int(text)
+
+
+def parse_json(text: str, what: str) -> object:
+    """A metadata string as JSON, bounded like the header (integers of at most 20 digits, no nesting deep
+    enough to exhaust the stack); ``ValueError`` naming ``what`` otherwise (callers turn it into an
+    ``InvalidInputError``)."""
+    try:
+        return json.loads(text, parse_int=_parse_int)
+    except RecursionError:
+        raise ValueError(f"{what} is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError included
+        raise ValueError(f"{what} is not valid JSON ({exc})") from None
 
 
 def read_tensors(

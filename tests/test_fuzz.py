@@ -198,6 +198,8 @@ def _corpus(tmp: pathlib.Path) -> dict[str, pathlib.Path]:
     sch.observe(b1)
     sch.schedule(b1)  # a round awaiting its label: pending contexts are saved
     sch.save(good_sched)
+    good_buffer = tmp / "good-buffer.st"
+    sch.buffer.save(good_buffer)
 
     fifo = tmp / "fifo"
     os.mkfifo(fifo)
@@ -261,6 +263,11 @@ def _corpus(tmp: pathlib.Path) -> dict[str, pathlib.Path]:
         ("config history = 1e12", good_neural, cfg("history", 10**12)),
         ("config backend triton", good_policy, cfg("backend", "triton")),
         ("config not a dict", good_policy, lambda t, m: m.update(config="[1, 2]")),
+        ("config nested 100,000 deep", good_policy, lambda t, m: m.update(config="[" * 100_000 + "]" * 100_000)),
+        ("config with a 5000-digit integer", good_policy, lambda t, m: m.update(config='{"dim": ' + "9" * 5000 + "}")),
+        ("scheduler config nested deep", good_sched, lambda t, m: m.update(config="[" * 100_000 + "]" * 100_000)),
+        ("scheduler policy config nested deep", good_sched,
+         lambda t, m: m.update(policy_config="[" * 100_000 + "]" * 100_000)),
         ("NaN in A_", good_policy, state("A_", lambda a: a * math.nan)),
         ("negative counter", good_policy, state("n_updates_", lambda a: a - 10)),
         ("A_inv_ inconsistent with A_", good_policy, state("A_inv_", lambda a: a * 3)),
@@ -276,6 +283,8 @@ def _corpus(tmp: pathlib.Path) -> dict[str, pathlib.Path]:
         ("scheduler policy config dim = 20000", good_sched,
          lambda t, m: m.update(policy_config=json.dumps({**json.loads(m["policy_config"]), "dim": 20_000}))),
         ("NaN pending contexts", good_sched, state("pending_x", lambda a: a * math.nan)),
+        ("buffer file with NaN rewards", good_buffer, state("rows.reward", lambda a: a * math.nan)),
+        ("buffer file with negative uses", good_buffer, state("rows.uses", lambda a: a - 3)),
     ]:  # fmt: skip
         dst = tmp / (name.replace(" ", "-") + ".st")
         _edited(src, dst, edit)
@@ -296,7 +305,7 @@ LOADERS: dict[str, Callable[[pathlib.Path], Any]] = {
 def test_every_loader_refuses_every_crafted_file(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_io, "MAX_FILE_BYTES", 1 << 20)
     corpus = _corpus(tmp_path)
-    assert len(corpus) >= 36
+    assert len(corpus) >= 40
     for fname, path in corpus.items():
         for lname, load in LOADERS.items():
             with pytest.raises(InvalidInputError):

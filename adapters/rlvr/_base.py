@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import torch
 
 from banditlib import _random
-from banditlib._io import read_tensors, write_tensors
+from banditlib._io import parse_json, read_tensors, write_tensors
 from banditlib.errors import InvalidInputError, StateError
 
 from .batch import RolloutBatch
@@ -274,8 +274,10 @@ class Scheduler:
         if target is None or not issubclass(target, cls):
             raise InvalidInputError(f"{where}: the file holds a {meta.get('class')!r}, not a {cls.__name__}.")
         try:
-            config = json.loads(meta["config"])
-        except (KeyError, json.JSONDecodeError):
+            config = parse_json(meta["config"], "the constructor arguments")
+            if not isinstance(config, dict):
+                raise ValueError("not an object")
+        except (KeyError, ValueError):
             raise InvalidInputError(f"{where}: the file's constructor arguments are unreadable.") from None
         config, tensors = target._upgrade(str(version), config, dict(tensors), where)
         obj = target._from_saved(config, tensors, meta, kwargs, where)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from banditlib import _validation as V
-from banditlib._io import read_tensors, write_tensors
+from banditlib._io import parse_json, read_tensors, write_tensors
 from banditlib.errors import InvalidInputError
 
 from .batch import FIELDS, OPTIONAL, RolloutBatch, make_batch
@@ -395,8 +395,11 @@ class RolloutBuffer:
         if meta.get("format") != FORMAT or meta.get("format_version", "1") not in ("1", "2"):
             raise InvalidInputError(f"{where}: {os.fspath(path)!r} is not a banditlib rollout-buffer file.")
         try:
-            buf = cls(**json.loads(meta["config"]))
-        except (KeyError, TypeError, json.JSONDecodeError):
+            config = parse_json(meta["config"], "the constructor arguments")
+            if not isinstance(config, dict):
+                raise TypeError("not an object")
+            buf = cls(**config)
+        except (KeyError, TypeError, ValueError):
             raise InvalidInputError(f"{where}: the file's constructor arguments are unreadable.") from None
         buf.load_state_dict(tensors)
         return buf

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from banditlib import _validation as V
+from banditlib._io import parse_json
 from banditlib.errors import InvalidInputError, StateError
 from banditlib.policies import LinTS, LinUCB, Policy
 from banditlib.policies.base import build_for_state, registered_policies
@@ -590,7 +591,7 @@ class RolloutScheduler(Scheduler):
                 target = registered_policies().get(meta.get("policy_class", ""))
                 if target is None:
                     raise InvalidInputError(f"{where}: unknown policy class {meta.get('policy_class')!r}.")
-                pconf = json.loads(meta["policy_config"])
+                pconf = parse_json(meta["policy_config"], "the policy's constructor arguments")
                 if not isinstance(pconf, dict):
                     raise InvalidInputError(f"{where}: the policy's constructor arguments are unreadable.")
                 state = {k.removeprefix("policy."): v for k, v in tensors.items() if k.startswith("policy.")}

@@ -24,7 +24,7 @@ from torch import nn
 
 from banditlib import _random, linalg
 from banditlib import _validation as V
-from banditlib._io import read_tensors, write_tensors
+from banditlib._io import parse_json, read_tensors, write_tensors
 from banditlib.errors import InvalidInputError, NumericalError
 from banditlib.kernels import masked_topk, resolve_backend
 from banditlib.policies import _online
@@ -532,8 +532,8 @@ class Policy(nn.Module):
         if target is None or not issubclass(target, cls):
             raise InvalidInputError(f"{where}: the file holds a {meta.get('class')!r}, not a {cls.__name__}.")
         try:
-            config = json.loads(meta["config"])
-        except (KeyError, json.JSONDecodeError):
+            config = parse_json(meta["config"], "the constructor arguments")
+        except (KeyError, ValueError):
             raise InvalidInputError(f"{where}: the file's constructor arguments are unreadable.") from None
         if not isinstance(config, dict):
             raise InvalidInputError(f"{where}: the file's constructor arguments are unreadable.")
