@@ -33,6 +33,7 @@ import argparse
 import os
 import statistics
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -383,7 +384,7 @@ def plot(worlds: dict[str, Any], runs: dict[str, dict[str, list[dict[str, Any]]]
             label = f"best peer: {name}" if key == "best" else name
             ax.plot(np.arange(acc.shape[1]), m, color=c, ls=ls, lw=1.5, label=label)
             ax.fill_between(np.arange(acc.shape[1]), lo, hi, color=c, alpha=0.12, lw=0)
-        ax.set_title(f"{w}: {WORLDS[w][1]}", fontsize=8)
+        ax.set_title("\n".join(textwrap.wrap(f"{w}: {WORLDS[w][1]}", 58)), fontsize=8)
         ax.set_xlabel("training steps")
         ax.set_ylabel("held-out accuracy")
         ax.grid(alpha=0.3)

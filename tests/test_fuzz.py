@@ -125,12 +125,21 @@ def rounds(draw: st.DrawFn, t: int) -> RolloutBatch:
     )  # fmt: skip
 
 
+R = banditlib.adapters.rlvr
 SCHEDULERS: list[Callable[[], Scheduler]] = [
     lambda: RolloutScheduler(seed=0),
     lambda: RolloutScheduler(mode="both", reuse=3, buffer_rounds=2, seed=0),
     lambda: RolloutScheduler(preset="paper", mode="global", reuse=2, seed=0),
-    lambda: banditlib.adapters.rlvr.PriorityReplay(seed=0),
-    lambda: banditlib.adapters.rlvr.ConsistencyFilter(),
+    lambda: RolloutScheduler(rule=R.SoftWeights(), label=R.BaselinedGain(prompt_key="nope"), seed=0),
+    lambda: R.UniformScheduler(),
+    lambda: R.MaxVarianceScheduler(0.5),
+    lambda: R.DynamicSamplingFilter(),
+    lambda: R.ThresholdScheduler(0.5),
+    lambda: R.RecencyReplay(reuse=3),
+    lambda: R.PriorityReplay(seed=0),
+    lambda: R.ConsistencyFilter(),
+    lambda: R.OverlongFilter(),
+    lambda: R.InfluenceFilter(),  # no probe, no sketches: every schedule must refuse cleanly
 ]
 
 

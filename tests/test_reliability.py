@@ -99,3 +99,26 @@ def test_loading_checks_the_backend_and_allows_replacing_it(tmp_path: pathlib.Pa
         banditlib.LinUCB.load(tmp_path / "t.st")
     back = banditlib.LinUCB.load(tmp_path / "t.st", backend="auto")
     assert back.backend == "auto" and torch.equal(back.A_, p.A_)
+
+
+@pytest.mark.parametrize("cls", [banditlib.NeuralLinUCB, banditlib.NeuralLinTS])
+def test_neural_linear_refuses_features_that_would_not_load(cls: type, tmp_path: pathlib.Path) -> None:
+    """Found by the fuzz suite: one update with a context of 1e8 left an A_inv_ that the loader rejected."""
+    p = cls(3, arms=4, hidden=(4,), seed=0)
+    before = p.state_dict()
+    with pytest.raises(InvalidInputError, match="ill-conditioned"):
+        p.update(np.array([[0.0, 0.0, 1e8]]), np.array([[0]]), np.array([[0.0]]))
+    assert same(before, p.state_dict())
+    p.save(tmp_path / "p.st")
+    cls.load(tmp_path / "p.st")
+
+
+def test_whatever_an_update_accepts_saves_and_loads(tmp_path: pathlib.Path) -> None:
+    """A float32 inverse at condition number 1e7 (accepted, with the warning) is not mistaken for a corrupted
+    one by the loader, whose tolerance grows with the condition number as the rounding error does."""
+    p = banditlib.LinUCB(2, seed=0)
+    with pytest.warns(RuntimeWarning, match="condition number"):
+        p.update_features(np.array([[3000.0, 1000.0]] * 1000), np.zeros(1000))
+    p.save(tmp_path / "p.st")
+    back = banditlib.LinUCB.load(tmp_path / "p.st")
+    assert torch.equal(back.A_inv_, p.A_inv_)

@@ -74,6 +74,7 @@ class _NeuralLinear(_NeuralPolicy):
         return self._stats(A, b, linalg.refresh_inverse(A[None], self.dtype)[0])
 
     def _stats(self, A: torch.Tensor, b: torch.Tensor, A_inv: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._check_conditioning(A[None], self.reg)  # features so large that the saved state would not load: refused
         theta = (A_inv.to(torch.float64) @ b).to(self.dtype)
         return {"A_": A, "b_": b, "A_inv_": A_inv, "theta_": theta}
 

@@ -23,7 +23,6 @@ d^3)`` per call (the single-row numpy path is not used then).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -33,7 +32,7 @@ from banditlib import _validation as V
 from banditlib import linalg
 from banditlib.errors import InvalidInputError, NumericalError
 from banditlib.kernels import disjoint_score, shared_score
-from banditlib.policies.base import Policy
+from banditlib.policies.base import _COND_CHECK, Policy
 
 __all__: list[str] = []
 
@@ -41,15 +40,6 @@ __all__: list[str] = []
 # of this: often enough to catch a drifting inverse long before the scheduled refresh, rarely enough to cost
 # nothing on the single-row path.
 DRIFT_CHECK_EVERY = 16
-
-# Conditioning. A >= reg I always holds, so cond(A) <= trace(A) / reg: updates keeping that bound under
-# _COND_CHECK cost nothing more; above it the committed A is factorised and its condition number estimated
-# from the Cholesky diagonal. An update that would take cond(A) past _COND_MAX is rejected (float64 can no
-# longer factorise A reliably, so the saved state would not load); a float32 policy whose inverse cannot be
-# held to about 1e-2 relative accuracy (cond(A) > _COND_FLOAT32) warns once.
-_COND_CHECK = 1e8
-_COND_MAX = 1e13
-_COND_FLOAT32 = 1e5
 
 _NONFINITE = (
     "{}.update(): the update produced non-finite statistics (rewards or features too large for the dtype); the "
@@ -268,7 +258,7 @@ class _RidgePolicy(Policy):
         finite = [bool(torch.isfinite(t).all()) for t in (A_new, b_new, A_inv_new, theta_new)]
         if not all(finite):
             raise NumericalError(_NONFINITE.format(type(self).__name__))
-        self._check_conditioning(A_new)
+        self._check_conditioning(A_new, self.reg)
         # Commit: nothing below can fail.
         with torch.no_grad():
             if scale != 1.0 and touched.numel() < self.num_models:
@@ -303,7 +293,7 @@ class _RidgePolicy(Policy):
         finite = bool(torch.isfinite(A_new).all()) and bool(torch.isfinite(b_new).all())
         if not finite:
             raise NumericalError(_NONFINITE.format(type(self).__name__))
-        self._check_conditioning(A_new)
+        self._check_conditioning(A_new, self.reg)
         A_inv_new = linalg.refresh_inverse(A_new, self.dtype)
         theta_new = torch.bmm(A_inv_new.to(torch.float64), b_new.unsqueeze(-1)).squeeze(-1).to(self.dtype)
         if not (bool(torch.isfinite(A_inv_new).all()) and bool(torch.isfinite(theta_new).all())):
@@ -317,36 +307,6 @@ class _RidgePolicy(Policy):
             self.n_updates_.add_(counts)
             self.refresh_counter.zero_()
         self._invalidate_caches()
-
-    def _check_conditioning(self, A_new: torch.Tensor) -> None:
-        """Reject statistics ``A_new`` ``(T, d, d)`` that float64 cannot factorise reliably (the saved state would
-        not load), and warn once when a float32 inverse cannot hold them; cheap unless ``trace / reg`` is large."""
-        bound = A_new.diagonal(dim1=-2, dim2=-1).sum(-1) / self.reg
-        risky = bound > _COND_CHECK
-        if not bool(risky.any()):
-            return
-        name = type(self).__name__
-        try:
-            L = linalg.cholesky_factor(A_new[risky], "A")
-            diag = L.diagonal(dim1=-2, dim2=-1)
-            cond = float(((diag.max(-1).values / diag.min(-1).values) ** 2).max())
-        except NumericalError:
-            cond = math.inf
-        if not cond <= _COND_MAX:
-            raise InvalidInputError(
-                f"{name}.update(): the features are too large for the statistics: the update would make A "
-                f"ill-conditioned (condition number about {cond:.1e}, beyond {_COND_MAX:.0e}, where float64 no longer "
-                "factorises it reliably); rescale the features (unit scale is best). The state is unchanged."
-            )
-        if self.dtype == torch.float32 and cond > _COND_FLOAT32 and not getattr(self, "_warned_float32", False):
-            self._warned_float32 = True
-            warnings.warn(
-                f"{name}: A has condition number about {cond:.1e}; a float32 A^-1 holds its small eigenvalues "
-                f"to no better than about {cond * 6e-8:.0e} relative error, so decisions may differ from a float64 "
-                "policy's. Use dtype=torch.float64 or rescale the features.",
-                RuntimeWarning,
-                stacklevel=4,
-            )
 
     def _check_state(self, state: Mapping[str, torch.Tensor], where: str) -> None:
         super()._check_state(state, where)  # counters, A_ symmetric positive definite, A_inv_ its inverse

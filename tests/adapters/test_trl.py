@@ -213,7 +213,7 @@ def test_each_scheduler_trains(tmp_path: Path, name: str) -> None:
         assert logs[0]["scheduler/kept_fraction"] == 1.0
     if name == "recency":
         assert logs[1]["scheduler/replayed"] == 4.0
-    elif name == "priority":
+    elif name in ("priority", "default"):
         assert logs[1]["scheduler/replayed"] == 4.0  # replay_ratio 0.5 of the 8 fresh rows
     elif name not in ("cbs-both", "default-both", "influence-both"):
         assert logs[1]["scheduler/replayed"] == 0.0
