@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  := torch==2.13.0
 
-.PHONY: demo test lint typecheck unit docs bench clean
+.PHONY: demo test lint typecheck unit docs docs-check bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,16 +29,31 @@ demo: $(VENV)/.demo-installed
 test: $(VENV)/.test-installed lint typecheck unit docs
 
 lint: $(VENV)/.test-installed
-	$(VENV)/bin/ruff check banditlib adapters tests benchmarks examples
+	$(VENV)/bin/ruff check banditlib adapters tests benchmarks examples tools
 
 typecheck: $(VENV)/.test-installed
-	$(VENV)/bin/mypy banditlib adapters
+	$(VENV)/bin/mypy banditlib
 
 unit: $(VENV)/.test-installed
 	$(PY) -m pytest -q
 
 docs: $(VENV)/.test-installed
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir $$(mktemp -d)
+
+# Not part of `make test`: builds the site afresh, loads every page in headless Chromium (Debian's chromium and
+# chromium-driver, installed when missing) and fails on console errors, failed or off-site requests, unrendered
+# maths, missing API entries, broken images and links; one screenshot per page goes to docs-check/.
+# Extra options: make docs-check DOCS_CHECK_ARGS='--site-dir site --timeout 60'
+docs-check: $(VENV)/.test-installed
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" -eq 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; else \
+	    echo "docs-check: needs Chromium; as root run: apt-get install -y chromium chromium-driver" >&2; exit 1; fi; \
+	  echo "docs-check: installing chromium and chromium-driver with apt-get"; \
+	  { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } \
+	    || { echo "docs-check: apt-get failed; run: sudo apt-get install -y chromium chromium-driver" >&2; exit 1; }; \
+	fi
+	$(PIP) install --quiet 'selenium>=4.20,<5'
+	$(PY) tools/docs_check.py $(DOCS_CHECK_ARGS)
 
 bench: $(VENV)/.test-installed
 	$(PY) benchmarks/bench_linear.py

@@ -1,15 +1,16 @@
-"""Tensor plumbing behind :class:`banditlib.adapters.trl.BanditGRPOTrainer`, free of TRL and transformers.
+"""Tensor plumbing behind [`banditlib.adapters.trl.BanditGRPOTrainer`][banditlib.adapters.trl.BanditGRPOTrainer], free
+of TRL and transformers.
 
 One generation round of a data-parallel GRPO run goes through three steps here:
 
-1. :func:`build_global_batch` gathers every rank's rows into one
-   :class:`~banditlib.adapters.rlvr.batch.RolloutBatch`, identical on every rank, with the answer ids of
-   :func:`answer_ids` built from the gathered completions and the gradient sketches of :func:`lm_head_sketch`;
-2. :func:`schedule_round` lets the scheduler observe and schedule that batch; every rank holds an identical
+1. `build_global_batch` gathers every rank's rows into one
+   [`RolloutBatch`][banditlib.adapters.rlvr.RolloutBatch], identical on every rank, with the answer ids of
+   `answer_ids` built from the gathered completions and the gradient sketches of `lm_head_sketch`;
+2. `schedule_round` lets the scheduler observe and schedule that batch; every rank holds an identical
    scheduler (same seed, same inputs), so the decisions and the statistics agree without further
-   communication and equal those of one process that saw all the rows (DESIGN section 8);
-3. :func:`training_rows` turns the selected and replayed rows into the tensors TRL's loss reads, padded to a
-   multiple of ``steps_per_generation * world_size`` rows, and :func:`rank_rows` hands each rank its share,
+   communication and equal those of one process that saw all the rows (docs/rlvr.md, "Several processes");
+3. `training_rows` turns the selected and replayed rows into the tensors TRL's loss reads, padded to a
+   multiple of ``steps_per_generation * world_size`` rows, and `rank_rows` hands each rank its share,
    trimmed to the widths its rows need.
 """
 
@@ -128,7 +129,7 @@ def default_answer_fn(completion_text: str) -> str | None:
     Returns:
         The answer string, or None.
 
-    Example:
+    Examples:
         >>> default_answer_fn("2 + 2 = \\boxed{4}. Check: 4 = 4")
         '4'
         >>> default_answer_fn("the total is -1,250.5 dollars"), default_answer_fn(" yes "), default_answer_fn("")
@@ -197,9 +198,9 @@ def lm_head_sketch(
     respect to the head's weight ``W`` ``(V, H)``, for the head TRL's fused kernel computes: logits
     ``z = f(s (W h + b)) / tau`` with ``f`` the identity or ``c tanh(. / c)`` (final-logit softcapping), so
     ``G_i = (1 / T_i) sum_t ((e_{y_t} - p_t) * f'(.) s / tau) h_t^T``. Without softcapping and with ``s = 1``
-    this is :func:`banditlib.adapters.rlvr.influence.head_sketch` on ``softmax(z)``, computed without
-    materialising ``(N, T, V)`` probabilities: the real tokens are processed in tiles of at most
-    ``tile_elements / V`` tokens, each costing one head projection (``V H`` multiply-adds per token), the
+    this is [`banditlib.adapters.rlvr.influence.head_sketch`][banditlib.adapters.rlvr.influence.head_sketch] on
+    ``softmax(z)``, computed without materialising ``(N, T, V)`` probabilities: the real tokens are processed in tiles
+    of at most ``tile_elements / V`` tokens, each costing one head projection (``V H`` multiply-adds per token), the
     thin products ``delta L`` and ``h R`` (``V k1 + H k2``) and an outer product (``k1 k2``).
 
     Args:
@@ -208,8 +209,9 @@ def lm_head_sketch(
         mask: ``(n, T)`` the tokens that count (the loss's completion mask); a row without any gets zeros.
         weight: ``(V, H)`` the head's weight.
         bias: ``(V,)`` the head's bias, or None.
-        left: ``(V, k1)`` and
-        right: ``(H, k2)``, the fixed projections (:func:`~banditlib.adapters.rlvr.influence.sketch_matrices`).
+        left: ``(V, k1)``, the fixed left projection
+            ([`sketch_matrices`][banditlib.adapters.rlvr.influence.sketch_matrices]).
+        right: ``(H, k2)``, the fixed right projection.
         temperature: ``tau``, the sampling temperature (TRL's ``temperature``).
         logit_scale: ``s``, the model's logit multiplier (1 for most models).
         softcap: ``c``, the model's final-logit softcapping, or None.
@@ -294,7 +296,7 @@ def build_global_batch(
     round: int,
     answer_of: Callable[[list[list[int]]], torch.Tensor] | None = None,
 ) -> RolloutBatch:
-    """Gather every rank's rows into one round's :class:`RolloutBatch`, on CPU.
+    """Gather every rank's rows into one round's [`RolloutBatch`][banditlib.adapters.rlvr.RolloutBatch], on CPU.
 
     Args:
         local: this rank's ``n`` rows: ``prompt_ids``/``prompt_mask`` ``(n, P)`` int64 (left
@@ -306,7 +308,7 @@ def build_global_batch(
         num_generations: ``G``; consecutive runs of ``G`` global rows share a prompt (TRL's sampler order).
         round: the round number of every row.
         answer_of: maps the ``N`` gathered completions (token ids, ``length`` tokens each, global row order)
-            to ``(N,)`` int64 answer ids (see :func:`answer_ids`); None: the batch has no ``answer``. Called on
+            to ``(N,)`` int64 answer ids (see `answer_ids`); None: the batch has no ``answer``. Called on
             the gathered rows, so every rank computes the same ids.
 
     Returns:

@@ -1,5 +1,5 @@
 """Rollout selection over OpenRLHF-style ``Experience`` lists: two thin functions around
-:mod:`banditlib.adapters.rlvr`.
+`banditlib.adapters.rlvr`.
 
 OpenRLHF hands the PPO/GRPO update a list of ``Experience`` dataclasses (micro-batches of rows:
 ``sequences``, ``action_log_probs``, ``advantages``, ``action_mask``, ... and an ``info`` dict with
@@ -49,16 +49,42 @@ def _index(value: Any, idx: torch.Tensor, n: int) -> Any:
 def rollout_batch_from_experiences(
     experiences: Sequence[Any], *, n_samples_per_prompt: int, round: int, answer: Any = None
 ) -> RolloutBatch:
-    """The rows of all ``experiences`` (in order) as a :class:`RolloutBatch` on CPU.
+    """The rows of all ``experiences`` (in order) as a [`RolloutBatch`][banditlib.adapters.rlvr.RolloutBatch] on CPU.
 
     group ``row // n_samples_per_prompt``; reward ``info["reward"]``; advantage the masked mean of
     ``advantages`` over ``action_mask``; entropy ``-mean(action_log_probs)`` over the action tokens (the
     sampled-token estimate); length the action tokens; truncated: the response fills the last column. The
-    payload holds each row's ``(experience, row)`` position. ``answer``: optional ``(N,)`` integer answer ids in
-    row order (``RolloutBatch.answer``), which the default scheduler's consistency label needs.
+    payload holds each row's ``(experience, row)`` position. Every statistic is float32. Only the attributes
+    ``action_mask``, ``action_log_probs``, ``advantages`` and ``info`` are read.
+
+    Args:
+        experiences: the step's ``Experience`` objects (micro-batches), in row order.
+        n_samples_per_prompt: rollouts per prompt ``G``: rows ``G g .. G g + G - 1`` form group ``g``.
+        round: the training step.
+        answer: optional ``(N,)`` integer answer ids in row order (``RolloutBatch.answer``: equal ids within a
+            group for identical final answers, ``-1`` for none), which the default scheduler's consistency label
+            needs.
+
+    Returns:
+        The batch (no ``logprobs``: the rows cannot be replayed), ``payload["position"]`` ``(N, 2)`` int64.
 
     Raises:
-        InvalidInputError: an empty list, missing fields, or a row count that is not whole groups.
+        InvalidInputError: an empty list, missing fields, a row count that is not whole groups, or an
+            ``answer`` that is not ``(N,)`` integer ids ``>= -1``.
+
+    Examples:
+        Any objects with these attributes will do; here a stand-in for OpenRLHF's ``Experience`` (one
+        micro-batch, two prompts of two samples):
+
+        >>> from types import SimpleNamespace
+        >>> exp = SimpleNamespace(action_mask=torch.tensor([[1, 1, 1], [1, 1, 0], [1, 1, 1], [1, 0, 0]]),
+        ...                       action_log_probs=torch.full((4, 3), -0.5), info={"reward": [1.0, 0.0, 1.0, 1.0]},
+        ...                       advantages=torch.tensor([[1.0], [-1.0], [0.0], [0.0]]).expand(4, 3))
+        >>> batch = rollout_batch_from_experiences([exp], n_samples_per_prompt=2, round=0)
+        >>> batch.group.tolist(), batch.advantage.tolist(), batch.length.tolist(), batch.truncated.tolist()
+        ([0, 0, 1, 1], [1.0, -1.0, 0.0, 0.0], [3.0, 2.0, 3.0, 1.0], [True, False, True, False])
+        >>> batch.payload["position"][-1].tolist()  # experience 0, row 3
+        [0, 3]
     """
     where = "rollout_batch_from_experiences()"
     if not experiences:
@@ -96,8 +122,12 @@ def rollout_batch_from_experiences(
 def apply_schedule_to_experiences(experiences: Sequence[Any], schedule: Any) -> list[Any]:
     """Each experience restricted to its selected rows (advantages scaled by the rows' weights).
 
+    Every dataclass field with one entry per row (tensors, lists, and dicts of those, as ``info``) is
+    indexed; the other fields are kept as they are.
+
     Args:
-        experiences: the list :func:`rollout_batch_from_experiences` read.
+        experiences: the list
+            [`rollout_batch_from_experiences`][banditlib.adapters.openrlhf.rollout_batch_from_experiences] read.
         schedule: the scheduler's decision for that batch (no replay).
 
     Returns:
@@ -105,6 +135,25 @@ def apply_schedule_to_experiences(experiences: Sequence[Any], schedule: Any) -> 
 
     Raises:
         InvalidInputError: a schedule with replayed rows, or negative weights.
+
+    Examples:
+        With a dataclass standing in for OpenRLHF's ``Experience`` (real field names, fewer fields):
+
+        >>> from banditlib.adapters.rlvr import DynamicSamplingFilter
+        >>> @dataclasses.dataclass
+        ... class Experience:
+        ...     sequences: torch.Tensor
+        ...     action_log_probs: torch.Tensor
+        ...     advantages: torch.Tensor
+        ...     action_mask: torch.Tensor
+        ...     info: dict
+        >>> exp = Experience(sequences=torch.arange(8).view(4, 2), action_log_probs=torch.full((4, 2), -0.5),
+        ...                  advantages=torch.tensor([[1.0], [-1.0], [0.0], [0.0]]).expand(4, 2),
+        ...                  action_mask=torch.ones(4, 2, dtype=torch.bool), info={"reward": [1.0, 0.0, 1.0, 1.0]})
+        >>> batch = rollout_batch_from_experiences([exp], n_samples_per_prompt=2, round=0)
+        >>> out = apply_schedule_to_experiences([exp], DynamicSamplingFilter().schedule(batch))
+        >>> len(out), out[0].sequences.tolist(), out[0].info["reward"]  # prompt 2 has no reward spread
+        (1, [[0, 1], [2, 3]], [1.0, 0.0])
     """
     if len(schedule.replay):
         raise InvalidInputError(

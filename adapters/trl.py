@@ -1,7 +1,7 @@
-"""Rollout scheduling inside TRL's GRPO trainer: :class:`BanditGRPOTrainer`.
+"""Rollout scheduling inside TRL's GRPO trainer: [`BanditGRPOTrainer`][banditlib.adapters.trl.BanditGRPOTrainer].
 
 Swap ``trl.GRPOTrainer`` for ``BanditGRPOTrainer(scheduler=...)`` and every scheduler of
-:mod:`banditlib.adapters.rlvr` (CBS, uniform, PODS, DAPO dynamic sampling, thresholds, replay by recency)
+`banditlib.adapters.rlvr` (CBS, uniform, PODS, DAPO dynamic sampling, thresholds, replay by recency)
 decides which completions enter the loss and which buffered completions are trained on again.
 
 The trainer post-processes the output of ``GRPOTrainer._generate_and_score_completions`` and copies no TRL
@@ -15,7 +15,7 @@ Per generation round:
 2. one extra forward pass under ``no_grad`` gives every completion's per-token entropy (reduced to its masked
    mean), when TRL did not compute them its behaviour log-probs, and with ``grad_sketch=k`` a ``k``-wide
    sketch of its LM-head gradient (from the same pass's hidden states);
-3. the rows of all ranks are gathered into one :class:`~banditlib.adapters.rlvr.batch.RolloutBatch`
+3. the rows of all ranks are gathered into one [`RolloutBatch`][banditlib.adapters.rlvr.RolloutBatch]
    (payload: prompt and completion ids and masks, reference log-probs when ``beta != 0``), each completion's
    answer id is extracted from its decoded text by ``answer_fn`` (the same on every rank: it runs on the
    gathered completions), and the scheduler ``observe`` s the batch (the label of the previous round's
@@ -23,7 +23,7 @@ Per generation round:
 4. unselected rows are removed, replayed rows appended with their stored behaviour log-probs as
    ``old_per_token_logps`` (so TRL's clipped ratio corrects for their staleness), the row count is padded to
    a multiple of ``steps_per_generation * world_size`` with zero-mask rows, and ``num_items_in_batch`` is
-   recounted (see :func:`banditlib.adapters._trl_batch.training_rows` for each loss type's normalisation).
+   recounted (see `banditlib.adapters._trl_batch.training_rows` for each loss type's normalisation).
 
 Multi-process runs decide on the global view: every rank gathers all rows and holds an identical scheduler,
 so ranks agree without communication and match one process that saw all the data; each rank then trains
@@ -86,10 +86,10 @@ class BanditGRPOTrainer(GRPOTrainer):
     ``answer_fn(text)`` gives its final answer, any hashable (``None``: no answer). Per round, equal answers get
     equal ids in ``RolloutBatch.answer`` (``(N,)`` int64, ``-1`` for None); they are built after gathering,
     from every rank's completions, so all ranks hold the same ids. The default scheduler's consistency label
-    and :class:`~banditlib.adapters.rlvr.ConsistencyFilter` need them. The default,
-    :func:`default_answer_fn`, takes the last ``\\boxed{...}``, else the last number, else a short text; pass
-    the extraction your verifier uses (what it compares), so that identical answers mean identical verdicts.
-    Every rank calls ``answer_fn`` on all ``N`` texts of the round, so it must be deterministic.
+    and [`ConsistencyFilter`][banditlib.adapters.rlvr.ConsistencyFilter] need them. The default,
+    [`default_answer_fn`][banditlib.adapters.trl.default_answer_fn], takes the last ``\\boxed{...}``, else the last
+    number, else a short text; pass the extraction your verifier uses (what it compares), so that identical answers mean
+    identical verdicts. Every rank calls ``answer_fn`` on all ``N`` texts of the round, so it must be deterministic.
 
     **Gradient sketches.** With ``grad_sketch=k`` every completion's ``RolloutBatch.grad`` ``(N, k)`` float32
     holds ``L^T G_i R``: ``G_i`` ``(V, H)`` is the gradient of the completion's mean token log-prob (over its
@@ -97,27 +97,28 @@ class BanditGRPOTrainer(GRPOTrainer):
     (``model.get_output_embeddings()``), ``L`` ``(V, k1)`` and ``R`` ``(H, k2)`` are the fixed Gaussian
     matrices of ``sketch_matrices(V, H, k1, k2, seed=0)`` (``k1 = k2 = sqrt(k)``, kept as
     ``trainer.sketch_left`` / ``trainer.sketch_right``, the same on every rank and across resumes), so
-    ``<grad_i, grad_j>`` estimates ``<G_i, G_j>`` without bias (see :mod:`banditlib.adapters.rlvr.influence`).
-    This is what :class:`~banditlib.adapters.rlvr.InfluenceLabel` (``probe="next"``; the adapter passes no
-    trusted probe) learns from. It is computed from the adapter's no-grad forward, with no backward pass.
-    Cost per round, for ``n`` completions of ``C`` tokens per rank, vocabulary ``V`` and hidden size ``H``:
-    the final hidden states of that forward are captured (a forward hook on the backbone) one micro-batch of
-    ``per_device_train_batch_size`` rows at a time and used at once, so the extra memory is one
-    micro-batch's ``(b, C, H)`` hidden states plus a tile of at most ``2^22`` logits and probabilities
-    (about 48 MiB in float32); TRL's fused head does not expose probabilities, so the head projection of the
-    real completion tokens is recomputed (``n C V H`` multiply-adds: one more LM-head forward over the
-    completions, per token about 2% of a 7B model's forward with ``V = 32k`` and 8% with ``V = 152k``), plus
+    ``<grad_i, grad_j>`` estimates ``<G_i, G_j>`` without bias (see
+    [`banditlib.adapters.rlvr.influence`][banditlib.adapters.rlvr.influence]). This is what
+    [`InfluenceLabel`][banditlib.adapters.rlvr.InfluenceLabel] (``probe="next"``; the adapter passes no trusted probe)
+    learns from. It is computed from the adapter's no-grad forward, with no backward pass. Cost per round, for ``n``
+    completions of ``C`` tokens per rank, vocabulary ``V`` and hidden size ``H``: the final hidden states of that
+    forward are captured (a forward hook on the backbone) one micro-batch of ``per_device_train_batch_size`` rows at a
+    time and used at once, so the extra memory is one micro-batch's ``(b, C, H)`` hidden states plus a tile of at most
+    ``2^22`` logits and probabilities (about 48 MiB in float32); TRL's fused head does not expose probabilities, so the
+    head projection of the real completion tokens is recomputed (``n C V H`` multiply-adds: one more LM-head forward
+    over the completions, per token about 2% of a 7B model's forward with ``V = 32k`` and 8% with ``V = 152k``), plus
     the two thin matmuls ``delta L`` and ``h R`` (``n C (V k1 + H k2)``) and the outer products
     (``n C k``); the sketches take ``4 N k`` bytes per round, kept in the replay buffer as long as the round
     is. ``benchmarks/bench_trl.py`` measures it: on CPU, at ``V = 32768``, ``H = 1024``, the sketch of a
     token costs 1.10x to 1.14x the head projection and log-softmax of that token (``k`` = 16 to 256).
 
     Args:
-        scheduler: a scheduler of :mod:`banditlib.adapters.rlvr` (``schedule``, ``observe``, ``state_dict``,
+        scheduler: a scheduler of `banditlib.adapters.rlvr` (``schedule``, ``observe``, ``state_dict``,
             ``load_state_dict``, ``save``). Keyword only. With several processes it must be built identically
             on every rank (same arguments and ``seed``); this is checked at construction.
         answer_fn: ``completion_text -> hashable or None``, the final answer of a decoded completion (default
-            :func:`default_answer_fn`); ``None`` leaves ``RolloutBatch.answer`` unset. Keyword only.
+            [`default_answer_fn`][banditlib.adapters.trl.default_answer_fn]); ``None`` leaves ``RolloutBatch.answer``
+            unset. Keyword only.
         grad_sketch: ``None`` (no sketches) or the sketch width ``k``, a perfect square ``>= 4`` (16, 64,
             256 ...). Keyword only.
         *args: passed to ``trl.GRPOTrainer``.
@@ -132,7 +133,7 @@ class BanditGRPOTrainer(GRPOTrainer):
             without an output embedding layer behind a backbone (with ``grad_sketch``). During training,
             when ``answer_fn`` raises (naming it and the row; the scheduler is then unchanged).
 
-    Example:
+    Examples:
         >>> from banditlib.adapters.rlvr import DynamicSamplingFilter  # doctest: +SKIP
         >>> trainer = BanditGRPOTrainer(scheduler=DynamicSamplingFilter(), model=model,  # doctest: +SKIP
         ...                             reward_funcs=reward, args=GRPOConfig(...), train_dataset=ds)
@@ -510,7 +511,7 @@ def _check_same_on_all_ranks(scheduler: tb.SchedulerLike) -> None:
 
 
 def _check_supported(*, loss_type: str, use_vllm: bool, tools: bool, vlm: bool, rollout_func: bool) -> None:
-    """Raise :class:`~banditlib.errors.InvalidInputError` for a configuration the adapter cannot honour."""
+    """Raise [`InvalidInputError`][banditlib.InvalidInputError] for a configuration the adapter cannot honour."""
     where = "BanditGRPOTrainer()"
     if loss_type not in SUPPORTED_LOSS_TYPES:
         raise InvalidInputError(

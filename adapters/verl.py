@@ -1,4 +1,4 @@
-"""Rollout scheduling over verl's ``DataProto``: two thin functions around :mod:`banditlib.adapters.rlvr`.
+"""Rollout scheduling over verl's ``DataProto``: two thin functions around `banditlib.adapters.rlvr`.
 
 verl keeps a step's rollouts in a ``DataProto``: ``batch`` (a TensorDict of ``(B, ...)`` tensors:
 ``responses``, ``response_mask``, ``old_log_probs``, ``advantages``, ``token_level_scores``, ...),
@@ -43,13 +43,18 @@ def rollout_batch_from_dataproto(
     data: Any, *, round: int, reward_key: str = "token_level_scores", entropy_key: str | None = None,
     answer: Any = None,
 ) -> RolloutBatch:  # fmt: skip
-    """The step's rollouts as a :class:`RolloutBatch` (CPU), every tensor of ``data.batch`` in the payload.
+    """The step's rollouts as a [`RolloutBatch`][banditlib.adapters.rlvr.RolloutBatch] (CPU), every tensor of
+    ``data.batch`` in the payload.
 
-    * group: ``non_tensor_batch["uid"]`` mapped to integers; reward: ``batch[reward_key]`` summed over tokens;
+    * group: ``non_tensor_batch["uid"]`` mapped to integers (``0, 1, ...`` in sorted order of the uids as
+      strings); reward: ``batch[reward_key]`` summed over the response tokens;
     * advantage: masked mean of ``batch["advantages"]`` ``(B, T)`` (constant per row for GRPO);
     * entropy: masked mean of ``batch[entropy_key]`` when given, else ``-mean(old_log_probs)``, the
       sampled-token estimate of the mean entropy;
     * length: response tokens; truncated: the response fills the last column (hit the maximum length).
+
+    The response mask is ``batch["response_mask"]``, else the last ``T`` columns of ``batch["attention_mask"]``
+    (``T`` the width of ``batch["responses"]``). Every statistic is float32, on CPU.
 
     Args:
         data: a verl ``DataProto`` after advantages are computed.
@@ -64,7 +69,25 @@ def rollout_batch_from_dataproto(
         The batch, with ``logprobs`` = ``old_log_probs``.
 
     Raises:
-        InvalidInputError: a required field is missing.
+        InvalidInputError: a required field is missing (``responses``, ``old_log_probs``, ``advantages`` or
+            ``reward_key`` in ``data.batch``, ``uid`` in ``data.non_tensor_batch``), or an ``answer`` that is
+            not ``(B,)`` integer ids ``>= -1``.
+
+    Examples:
+        Any object with ``batch`` and ``non_tensor_batch`` will do; here a stand-in for verl's ``DataProto``
+        (two prompts of two rollouts, responses of up to 3 tokens, the reward on the last real token):
+
+        >>> from types import SimpleNamespace
+        >>> mask = torch.tensor([[1, 1, 1], [1, 1, 0], [1, 1, 1], [1, 0, 0]])
+        >>> scores = torch.zeros(4, 3); scores[[0, 2, 3], [2, 2, 0]] = 1.0
+        >>> data = SimpleNamespace(non_tensor_batch={"uid": np.array(["a", "a", "b", "b"], dtype=object)}, batch={
+        ...     "responses": torch.zeros(4, 3, dtype=torch.long), "response_mask": mask, "token_level_scores": scores,
+        ...     "old_log_probs": -0.5 * mask, "advantages": torch.tensor([[0.5], [-0.5], [0.0], [0.0]]) * mask})
+        >>> batch = rollout_batch_from_dataproto(data, round=0)
+        >>> batch.group.tolist(), batch.reward.tolist(), batch.advantage.tolist(), batch.entropy.tolist()
+        ([0, 0, 1, 1], [1.0, 0.0, 1.0, 1.0], [0.5, -0.5, 0.0, 0.0], [0.5, 0.5, 0.5, 0.5])
+        >>> batch.length.tolist(), batch.truncated.tolist(), sorted(batch.payload)[:2]
+        ([3.0, 2.0, 3.0, 1.0], [True, False, True, False], ['advantages', 'old_log_probs'])
     """
     b = data.batch
     keys = set(b.keys())
@@ -99,7 +122,8 @@ def apply_schedule_to_dataproto(data: Any, schedule: Any, *, use_weights: bool =
     """The ``DataProto`` the actor should train on under ``schedule``.
 
     Args:
-        data: the step's ``DataProto`` (the one :func:`rollout_batch_from_dataproto` read).
+        data: the step's ``DataProto`` (the one
+            [`rollout_batch_from_dataproto`][banditlib.adapters.verl.rollout_batch_from_dataproto] read).
         schedule: the scheduler's decision for it.
         use_weights: keep every row and write ``rollout_is_weights`` ``(B, T)`` = the row's weight (0 when
             unselected) times any existing weights, instead of removing rows. Replay needs row removal mode.
@@ -111,6 +135,29 @@ def apply_schedule_to_dataproto(data: Any, schedule: Any, *, use_weights: bool =
 
     Raises:
         InvalidInputError: replay requested with ``use_weights=True``, or negative weights.
+
+    Examples:
+        A stand-in for verl's ``DataProto`` with the one method row removal uses (replay also uses the
+        ``from_dict`` and ``concat`` class methods):
+
+        >>> from types import SimpleNamespace
+        >>> from banditlib.adapters.rlvr import DynamicSamplingFilter
+        >>> class DataProto(SimpleNamespace):
+        ...     def select_idxs(self, idx):
+        ...         return DataProto(batch={k: v[idx] for k, v in self.batch.items()}, meta_info=self.meta_info,
+        ...                          non_tensor_batch={k: v[idx.numpy()] for k, v in self.non_tensor_batch.items()})
+        >>> mask, reward = torch.ones(4, 2), torch.tensor([1.0, 0.0, 1.0, 1.0])
+        >>> adv = torch.tensor([[1.0], [-1.0], [0.0], [0.0]]) * mask
+        >>> data = DataProto(meta_info={}, non_tensor_batch={"uid": np.array(["a", "a", "b", "b"], dtype=object)},
+        ...                  batch={"responses": torch.zeros(4, 2, dtype=torch.long), "response_mask": mask,
+        ...                         "old_log_probs": -0.5 * mask, "advantages": adv,
+        ...                         "token_level_scores": torch.stack([torch.zeros(4), reward], dim=1)})
+        >>> schedule = DynamicSamplingFilter().schedule(rollout_batch_from_dataproto(data, round=0))
+        >>> out = apply_schedule_to_dataproto(data, schedule)  # prompt "b" has no reward spread: dropped
+        >>> out.batch["responses"].shape, list(out.non_tensor_batch["uid"])
+        (torch.Size([2, 2]), ['a', 'a'])
+        >>> apply_schedule_to_dataproto(data, schedule, use_weights=True).batch["rollout_is_weights"][:, 0].tolist()
+        [1.0, 1.0, 0.0, 0.0]
     """
     fresh, fw = schedule.fresh.long().cpu(), schedule.fresh_weight.float().cpu()
     replay: RolloutBatch = schedule.replay

@@ -4,10 +4,10 @@ A file is an 8-byte little-endian header length ``n``, ``n`` bytes of JSON descr
 shape, byte offsets) plus a string-to-string ``__metadata__`` map, then the raw little-endian tensor bytes.
 That is the safetensors format, so the files open with the ``safetensors`` package too; reading one here
 parses JSON and copies bytes, and never executes anything. Every field is checked before use, so a
-truncated, corrupted or foreign file raises :class:`~banditlib.errors.InvalidInputError`.
+truncated, corrupted or foreign file raises [`InvalidInputError`][banditlib.InvalidInputError].
 
 Reading an untrusted file is bounded: only a regular file is read (a FIFO, a device such as ``/dev/zero``
-or a directory is refused before any byte is read, and opening never blocks), at most :data:`MAX_FILE_BYTES`
+or a directory is refused before any byte is read, and opening never blocks), at most `MAX_FILE_BYTES`
 of it (checked against its size first, so a huge sparse file is refused too; ``BANDITLIB_MAX_FILE_BYTES``
 raises the limit), the JSON header at most 16 MiB with integers of at most 20 digits and no nesting deeper
 than the format needs. Files written here carry a SHA-256 checksum of the header and the data in their
@@ -17,7 +17,7 @@ older versions or by other tools) are read without it.
 Writing is atomic: a temporary file in the destination's directory, renamed over the destination. The file
 gets the permissions a newly created file would get under the process's umask (``mkstemp`` alone would
 give 0600). A process killed between the two steps can leave a ``.<name>.*`` temporary file behind; the next
-successful :func:`write_tensors` to the same destination removes such leftovers older than an hour.
+successful `write_tensors` to the same destination removes such leftovers older than an hour.
 """
 
 from __future__ import annotations
@@ -190,12 +190,12 @@ def read_tensors(
     max_bytes: int | None = None,
     require_checksum: Callable[[dict[str, str]], bool] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read a file written by :func:`write_tensors` (or any safetensors file), validating every field.
+    """Read a file written by `write_tensors` (or any safetensors file), validating every field.
 
     Args:
         path: the file.
         where: the public method on whose behalf the file is read, for error messages.
-        max_bytes: refuse larger files (default :data:`MAX_FILE_BYTES`).
+        max_bytes: refuse larger files (default `MAX_FILE_BYTES`).
         require_checksum: given the metadata, whether the file must carry a checksum (its format version is
             one that is always written with one), so that a damaged checksum key cannot pass as an old file.
 

@@ -83,7 +83,7 @@ def uniform(seed: int, stream: int, rows: torch.Tensor, cols: int) -> torch.Tens
     Returns:
         ``(B, cols)`` float64 on ``rows.device``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> u = uniform(7, STREAM_TIES, torch.arange(3), 4)
         >>> bool(((u >= 0) & (u < 1)).all()), u.shape
@@ -124,7 +124,7 @@ _UG, _UM1, _UM2 = np.uint64(_GOLDEN), np.uint64(_M1), np.uint64(_M2)
 
 
 def uniform_np(seed: int, stream: int, row: int, cols: int) -> np.ndarray:
-    """:func:`uniform` for a single row, in numpy: bit-identical values, a fraction of the overhead.
+    """`uniform` for a single row, in numpy: bit-identical values, a fraction of the overhead.
 
     Returns:
         ``(cols,)`` float64.
@@ -142,6 +142,6 @@ def uniform_np(seed: int, stream: int, row: int, cols: int) -> np.ndarray:
 
 
 def normal_np(seed: int, stream: int, row: int, cols: int) -> np.ndarray:
-    """:func:`normal` for a single row, in numpy: ``(cols,)`` float64, equal to the torch draws to rounding."""
+    """`normal` for a single row, in numpy: ``(cols,)`` float64, equal to the torch draws to rounding."""
     u = uniform_np(seed, stream, row, 2 * cols)
     return np.sqrt(-2.0 * np.log1p(-u[:cols])) * np.cos((2.0 * math.pi) * u[cols:])

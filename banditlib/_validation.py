@@ -1,7 +1,7 @@
 """Every input check of the public API.
 
 Policies call these at their public boundary, once per call, and nowhere else: kernels and ``linalg`` trust
-their inputs. Each check raises :class:`~banditlib.errors.InvalidInputError` with a message of the form
+their inputs. Each check raises [`InvalidInputError`][banditlib.InvalidInputError] with a message of the form
 ``LinUCB.update(): `rewards` must have shape (B, k) = (32, 1) to match `actions`; got (32,).``
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from banditlib.errors import InvalidInputError
+from banditlib.errors import BackendUnavailableError, InvalidInputError
 
 __all__ = [
     "SUPPORTED_DTYPES",
@@ -26,6 +26,7 @@ __all__ = [
     "check_actions",
     "check_backend",
     "check_contexts",
+    "check_device",
     "check_dtype",
     "check_float",
     "check_int",
@@ -300,11 +301,51 @@ def check_dtype(value: Any, where: str) -> torch.dtype:
 
 
 def check_device(value: Any, where: str) -> torch.device:
-    """Anything ``torch.device`` accepts."""
+    """Anything ``torch.device`` accepts, on a backend this machine can use.
+
+    ``cpu`` and ``meta`` always pass. Another device type must be available (``torch.cuda.is_available()``
+    for ``cuda``, and likewise ``torch.<type>.is_available()`` where torch has one), its index must exist,
+    and a tensor must be creatable on it: this is checked here, once, so that no policy fails later with
+    torch's bare ``AssertionError("Torch not compiled with CUDA enabled")``.
+
+    Raises:
+        InvalidInputError: ``value`` is not a device (``"cuda:x"``, ``"nonsense"``, ``None``).
+        BackendUnavailableError: a well-formed device this machine cannot use (``"cuda"`` without CUDA,
+            ``"cuda:3"`` with fewer GPUs, ``"mps"`` off Apple silicon, ...).
+    """
     try:
-        return torch.device(value)
+        device = torch.device(value)
     except (RuntimeError, TypeError) as exc:
-        raise InvalidInputError(f"{where}: `device` is not a valid torch device: {exc}") from None
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidInputError(
+            f"{where}: `device` is not a valid torch device: {message} (use e.g. device='cpu' or 'cuda:0')."
+        ) from None
+    if device.type in ("cpu", "meta"):
+        return device
+    shown = f"device={str(device)!r} requested but"
+    kind = device.type
+    module = getattr(torch, kind, None) if kind.isidentifier() else None
+    is_available = getattr(module, "is_available", None)
+    if callable(is_available) and not is_available():
+        raise BackendUnavailableError(
+            f"{where}: {shown} {kind.upper()} is not available (torch.{kind}.is_available() is False); "
+            "use device='cpu'."
+        )
+    count = getattr(module, "device_count", None)
+    if device.index is not None and callable(count) and device.index >= count():
+        n = int(count())
+        raise BackendUnavailableError(
+            f"{where}: {shown} this machine has {n} {kind.upper()} device(s) ({kind}:0 to {kind}:{n - 1}); "
+            f"use one of them or device='cpu'."
+        )
+    try:
+        torch.empty(0, device=device)
+    except (AssertionError, RuntimeError, NotImplementedError, ImportError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0].split(". ")[0].rstrip(".")[:160]
+        raise BackendUnavailableError(
+            f"{where}: {shown} this PyTorch build cannot use it ({reason}); use device='cpu'."
+        ) from None
+    return device
 
 
 def check_backend(value: Any, where: str) -> str:

@@ -8,7 +8,8 @@ Everything here is batched over models: ``A`` and ``A_inv`` are ``(M, d, d)`` (`
 shared-parameter model, ``M = K`` for disjoint arms), ``b`` is ``(M, d)``. ``A^-1`` is kept by
 Sherman-Morrison (rank 1) or Woodbury (rank n) updates, which cost ``O(d^2)`` and ``O(n d^2 + n^3)``
 instead of ``O(d^3)``, and is refreshed exactly from ``A`` by a float64 Cholesky factorisation on a schedule
-and whenever :func:`inverse_residual` says it has drifted. Nothing here validates user input or keeps state.
+and whenever [`inverse_residual`][banditlib.linalg.inverse_residual] says it has drifted. Nothing here validates user
+input or keeps state.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def sherman_morrison(A_inv: torch.Tensor, x: torch.Tensor, scale: float = 1.0) -
     Raises:
         NumericalError: ``x^T (scale A)^-1 x`` is not finite.
 
-    Example:
+    Examples:
         >>> import torch
         >>> A = torch.eye(2, dtype=torch.float64)[None] * 2.0
         >>> x = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
@@ -176,7 +177,8 @@ def inverse_residual(A: torch.Tensor, A_inv: torch.Tensor) -> torch.Tensor:
 
 
 def drift_tolerance(dtype: torch.dtype) -> float:
-    """Residual above which :func:`inverse_residual` triggers a refresh: ``sqrt(eps)`` of the dtype."""
+    """Residual above which [`inverse_residual`][banditlib.linalg.inverse_residual] triggers a refresh: ``sqrt(eps)`` of
+    the dtype."""
     return math.sqrt(torch.finfo(dtype).eps)
 
 

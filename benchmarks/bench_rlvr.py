@@ -43,11 +43,11 @@ import numpy as np
 import torch
 from _common import machine_info, table
 from _rlvr_common import band, ci, compact_json, first_at, fmt_ci, paired, run_pool, smooth
+
+import banditlib
 from banditlib.adapters import rlvr
 from banditlib.adapters.rlvr.sim import SimConfig, run
 from banditlib.adapters.rlvr.sim.oracle import one_step_gain
-
-import banditlib
 
 DISTS = ("torch", "numpy", "scipy")
 WORLDS: dict[str, tuple[dict[str, Any], str]] = {

@@ -52,11 +52,11 @@ from typing import Any
 import numpy as np
 import torch
 from _common import machine_info, table
+from scipy import stats as sps
+
 from banditlib.adapters import rlvr
 from banditlib.adapters.rlvr.sim import SimConfig, Simulator, run
 from banditlib.adapters.rlvr.sim.oracle import RegretHook, buffer_oracle, one_step_gain, top_per_group
-from scipy import stats as sps
-
 from banditlib.policies import LinUCB
 
 DISTS = ("torch", "numpy", "scipy")

@@ -52,14 +52,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from _common import machine_info, summary, table, time_interleaved
-from banditlib.adapters import _trl_batch as tb
-from banditlib.adapters.rlvr import UniformScheduler
-from banditlib.adapters.rlvr.influence import sketch_matrices
-from banditlib.adapters.trl import BanditGRPOTrainer
 from datasets import Dataset
 from scipy import stats
 from transformers.trainer_callback import PrinterCallback
 from trl import GRPOConfig, GRPOTrainer
+
+from banditlib.adapters import _trl_batch as tb
+from banditlib.adapters.rlvr import UniformScheduler
+from banditlib.adapters.rlvr.influence import sketch_matrices
+from banditlib.adapters.trl import BanditGRPOTrainer
 
 DISTS = ("torch", "trl", "transformers", "accelerate", "scipy")
 ROOT = Path(__file__).resolve().parent.parent

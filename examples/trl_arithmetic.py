@@ -35,6 +35,12 @@ import warnings
 from typing import Any
 
 import torch
+from datasets import Dataset
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, TrainerCallback
+from transformers.trainer_callback import PrinterCallback
+from trl import GRPOConfig
+
 from banditlib.adapters.rlvr import (
     ConsistencyFilter,
     DynamicSamplingFilter,
@@ -45,11 +51,6 @@ from banditlib.adapters.rlvr import (
     UniformScheduler,
 )
 from banditlib.adapters.trl import BanditGRPOTrainer
-from datasets import Dataset
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, TrainerCallback
-from transformers.trainer_callback import PrinterCallback
-from trl import GRPOConfig
 
 VOCAB = ["<pad>", "<eos>", "<bos>", "<unk>", "+", "=", *map(str, range(10))]
 PAIRS = [(a, b) for a in range(5) for b in range(5)]
@@ -255,37 +256,55 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def plot(results: list[dict[str, Any]], path: str) -> None:
+    """Reward against steps and completions, greedy accuracy against steps, one curve per scheduler (mean over
+    seeds) for the exact verifier, or the faulty one when only faulty runs are given. Schedulers often coincide
+    (``consistency`` equals ``uniform`` under the exact verifier), so each also has its own line style and
+    marker, wider curves are drawn underneath narrower ones (``banditlib.experiments.plots.curve_styles``),
+    and one legend below the panels names them all."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
     except ImportError:  # pragma: no cover
         print("matplotlib not installed: no plot")
         return
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for name in SCHEDULERS:
-        rs = [r for r in results if r["scheduler"] == name and not r.get("faulty", False)]
-        if not rs:
-            continue
+    from banditlib.experiments.plots import curve_styles
+
+    faulty = all(r.get("faulty", False) for r in results)
+    chosen = [r for r in results if r.get("faulty", False) == faulty]
+    present = list(dict.fromkeys(r["scheduler"] for r in chosen))
+    names = [n for n in SCHEDULERS if n in present] + [n for n in present if n not in SCHEDULERS]
+    style = curve_styles(names)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    for name in names:
+        rs = [r for r in chosen if r["scheduler"] == name]
         n = min(len(r["reward"]) for r in rs)
         mean = [statistics.fmean(r["reward"][i] for r in rs) for i in range(n)]
         smooth = [statistics.fmean(mean[max(0, i - 4) : i + 1]) for i in range(n)]  # trailing 5-step mean
-        axes[0].plot(range(1, n + 1), smooth, label=name)
-        axes[1].plot(rs[0]["completions"][:n], smooth, label=name)
+        axes[0].plot(range(1, n + 1), smooth, label=name, **style[name])
+        axes[1].plot(rs[0]["completions"][:n], smooth, label=name, **style[name])
         steps = [0] + [s for s, _ in rs[0]["greedy_acc"]]
         acc = [statistics.fmean(r["greedy_acc_start"] for r in rs)]
         acc += [statistics.fmean(r["greedy_acc"][i][1] for r in rs) for i in range(len(steps) - 1)]
-        axes[2].plot(steps, acc, marker="o", label=name)
+        axes[2].plot(steps, acc, label=name, **style[name])
     labels = [("optimizer step", "train reward (5-step mean, mean over seeds)"),
               ("completions generated", "train reward (5-step mean)"),
               ("optimizer step", "greedy accuracy, all 25 sums")]  # fmt: skip
     for ax, (xl, yl) in zip(axes, labels, strict=True):
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
-        ax.legend()
-    fig.tight_layout()
+        ax.grid(alpha=0.3)
+    handles = [Line2D([], [], label=name, **{k: v for k, v in style[name].items() if k not in ("markevery", "zorder")})
+               for name in names]  # fmt: skip
+    rows = -(-len(handles) // 9) if handles else 1
+    fig.legend(handles=handles, loc="lower center", ncol=max(1, -(-len(handles) // rows)), frameon=False,
+               handlelength=3.5)  # fmt: skip
+    fig.suptitle(f"{'faulty' if faulty else 'exact'} verifier, mean over seeds", fontsize=11)
+    fig.tight_layout(rect=(0, 0.02 + 0.06 * rows, 1, 0.97))
     fig.savefig(path, dpi=120)
+    plt.close(fig)
     print(f"plot: {path}")
 
 

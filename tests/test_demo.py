@@ -23,6 +23,10 @@ def test_demo_writes_results_and_plot_and_learning_beats_random(tmp_path: Path) 
     assert len(saved["runs"]) == 2 * n and len(saved["summary"]) == n
     assert all(len(r["regret"]) == 400 for r in saved["runs"])
     assert (tmp_path / "regret.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (tmp_path / "table.md").read_text(encoding="utf-8")
+    assert table.startswith("Cumulative pseudo-regret after T = 400 rounds") and "| Quadratic-v0 | Random |" in table
+    # T = 400 is long enough for a growth exponent in every row (no n/a, no null).
+    assert all(row["growth_exponent"] is not None for row in saved["summary"]) and "n/a" not in table
     checks = {(c["policy"], c["check"]): c for c in saved["theory"] if c["env"] == "Linear-v0"}
     assert checks[("LinUCB", "elliptical_potential")]["passed"]
     assert checks[("LinUCB", "confidence_coverage")]["passed"]

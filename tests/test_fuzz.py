@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from banditlib.adapters.rlvr import RolloutBatch, RolloutBuffer, RolloutScheduler, Scheduler
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import banditlib
 from banditlib import _io
+from banditlib.adapters.rlvr import RolloutBatch, RolloutBuffer, RolloutScheduler, Scheduler
 from banditlib.errors import InvalidInputError, NumericalError
 from banditlib.policies.base import Policy, registered_policies
 

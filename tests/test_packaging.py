@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -42,6 +43,24 @@ def test_wheel_installs_adapters_under_banditlib(wheel: zipfile.ZipFile) -> None
     assert not any(n.startswith("adapters/") for n in names), "a top-level `adapters` package would collide"
     assert "banditlib/py.typed" in names
     assert "banditlib/policies/linear.py" in names
+
+
+def test_adapters_folder_is_the_banditlib_adapters_package() -> None:
+    """One copy of the adapters under one name: ``banditlib/adapters`` links to the top-level folder."""
+    link = ROOT / "banditlib" / "adapters"
+    assert link.is_symlink() and os.readlink(link) == "../adapters", "banditlib/adapters must be a relative symlink"
+    import banditlib.adapters.rlvr
+
+    assert Path(banditlib.adapters.rlvr.__file__).resolve().parent == (ROOT / "adapters" / "rlvr").resolve()
+    assert "adapters" not in sys.modules, "the adapters were imported a second time under a top-level name"
+
+
+def test_doctests_collect_the_adapters_under_their_import_name() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "banditlib/adapters/rlvr/scheduler.py"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "banditlib/adapters/rlvr/scheduler.py::banditlib.adapters.rlvr.scheduler.RolloutScheduler" in out
 
 
 def test_import_loads_no_optional_heavy_dependency() -> None:

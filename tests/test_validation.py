@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from typing import Any
 
@@ -129,3 +130,84 @@ def test_single_row_fast_path_falls_back_for_odd_input() -> None:
         policy.update(np.ones((1, 3)), [[2]], [[1.0]])
     policy.update(np.ones((1, 3), dtype=np.int64), torch.tensor([[1]], dtype=torch.int32), [[1]])
     assert policy.n_updates_.tolist() == [0, 1]
+
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised on a machine without CUDA")
+POLICIES = sorted(
+    (name, cls)
+    for name in banditlib.__all__
+    if isinstance(cls := getattr(banditlib, name), type)
+    and issubclass(cls, banditlib.Policy)
+    and cls is not banditlib.Policy
+)
+
+
+@no_cuda
+@pytest.mark.parametrize("name,cls", POLICIES, ids=[n for n, _ in POLICIES])
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", torch.device("cuda")])
+def test_cuda_without_cuda_raises_backend_unavailable(name: str, cls: type, device: Any) -> None:
+    with pytest.raises(BackendUnavailableError) as info:
+        cls(2, device=device)
+    shown = str(torch.device(device))
+    assert str(info.value) == (
+        f"{name}(): device={shown!r} requested but CUDA is not available (torch.cuda.is_available() is False); "
+        "use device='cpu'."
+    )
+    assert not isinstance(info.value, AssertionError)
+
+
+@no_cuda
+def test_moving_or_loading_onto_missing_cuda_raises_backend_unavailable(tmp_path: Any) -> None:
+    policy = banditlib.LinUCB(2, seed=0)
+    policy.update_features(np.ones((1, 2)), np.ones(1))
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    for move in (lambda: policy.to("cuda"), policy.cuda):
+        with pytest.raises(BackendUnavailableError, match=r"LinUCB\.to\(\): cannot move the state there"):
+            move()
+        assert policy.device == torch.device("cpu")
+        assert all(torch.equal(v, policy.state_dict()[k]) for k, v in before.items())
+    path = tmp_path / "p.bandit"
+    policy.save(path)
+    with pytest.raises(BackendUnavailableError, match=r"LinUCB\.load\(\): device='cuda' requested but CUDA"):
+        banditlib.LinUCB.load(path, device="cuda")
+
+
+def test_device_check_on_a_machine_whose_cuda_is_faked_away(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Runs everywhere: with CUDA reported absent, or present with a single GPU.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BackendUnavailableError, match=r"device='cuda:1' requested but CUDA is not available"):
+        banditlib.LinTS(2, device="cuda:1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(BackendUnavailableError, match=r"this machine has 1 CUDA device\(s\) \(cuda:0 to cuda:0\)"):
+        banditlib.LinTS(2, device="cuda:1")
+
+
+@pytest.mark.parametrize("kind", ["mps", "xpu"])
+def test_other_unavailable_accelerators_raise_backend_unavailable(kind: str) -> None:
+    if getattr(torch, kind).is_available():
+        pytest.skip(f"{kind} is available here")
+    with pytest.raises(BackendUnavailableError) as info:
+        banditlib.Greedy(2, device=kind)
+    assert str(info.value) == (
+        f"Greedy(): device='{kind}' requested but {kind.upper()} is not available "
+        f"(torch.{kind}.is_available() is False); use device='cpu'."
+    )
+
+
+def test_device_types_without_an_availability_check_are_probed() -> None:
+    if importlib.util.find_spec("torch_xla") is not None:
+        pytest.skip("torch_xla is installed")
+    with pytest.raises(BackendUnavailableError, match=r"device='xla' requested but this PyTorch build cannot use it"):
+        banditlib.Random(2, device="xla")
+
+
+@pytest.mark.parametrize("device", ["cuda:x", "nonsense", None, "cpu:zero"])
+def test_malformed_device_is_invalid_input(device: Any) -> None:
+    with pytest.raises(InvalidInputError, match=r"LinUCB\(\): `device` is not a valid torch device: .*device='cpu'"):
+        banditlib.LinUCB(2, device=device)
+
+
+def test_cpu_and_meta_devices_pass() -> None:
+    assert banditlib.LinUCB(2, device="cpu:0").device == torch.device("cpu:0")
+    assert banditlib.NeuralUCB(2, device=torch.device("meta")).device.type == "meta"

@@ -1,12 +1,17 @@
 """banditlib.adapters.rlvr: learned rollout scheduling for RL with verifiable rewards, framework-free.
 
-Plain tensors and dataclasses, no trainer imports: rollout records (:class:`RolloutBatch`), their features
-(:class:`RolloutFeaturizer`) and answer consistency (:class:`AnswerStats`), a FIFO buffer of recent rounds
-(:class:`RolloutBuffer`), selection rules (:class:`TopFraction`, :class:`Threshold`, :class:`SoftWeights`),
-labels (:class:`RoundGain`, :class:`BaselinedGain`, :class:`InfluenceLabel`, :class:`ConsistencyLabel`), the
-learned scheduler (:class:`RolloutScheduler`: its default, and CBS as published with ``preset="paper"``) and
-the peers it is judged against, all behind one :class:`Scheduler` interface (``schedule`` / ``observe`` /
-``save`` / ``load``).
+Plain tensors and dataclasses, no trainer imports: rollout records
+([`RolloutBatch`][banditlib.adapters.rlvr.RolloutBatch]), their features
+([`RolloutFeaturizer`][banditlib.adapters.rlvr.RolloutFeaturizer]) and answer consistency
+([`AnswerStats`][banditlib.adapters.rlvr.AnswerStats]), a FIFO buffer of recent rounds
+([`RolloutBuffer`][banditlib.adapters.rlvr.RolloutBuffer]), selection rules
+([`TopFraction`][banditlib.adapters.rlvr.TopFraction], [`Threshold`][banditlib.adapters.rlvr.Threshold],
+[`SoftWeights`][banditlib.adapters.rlvr.SoftWeights]), labels ([`RoundGain`][banditlib.adapters.rlvr.RoundGain],
+[`BaselinedGain`][banditlib.adapters.rlvr.BaselinedGain], [`InfluenceLabel`][banditlib.adapters.rlvr.InfluenceLabel],
+[`ConsistencyLabel`][banditlib.adapters.rlvr.ConsistencyLabel]), the learned scheduler
+([`RolloutScheduler`][banditlib.adapters.rlvr.RolloutScheduler]: its default, and CBS as published with
+``preset="paper"``) and the peers it is judged against, all behind one [`Scheduler`][banditlib.adapters.rlvr.Scheduler]
+interface (``schedule`` / ``observe`` / ``save`` / ``load``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""What every rollout scheduler shares: :class:`Schedule`, :class:`Scheduler`, and vectorised ranking."""
+"""What every rollout scheduler shares: [`Schedule`][banditlib.adapters.rlvr.Schedule],
+[`Scheduler`][banditlib.adapters.rlvr.Scheduler], and vectorised ranking."""
 
 from __future__ import annotations
 
@@ -39,6 +40,16 @@ class Schedule:
         replay_weight: ``(n_replay,)`` float32.
         scores: ``(N,)`` float32 score of every fresh rollout (NaN when the scheduler does not score).
         predicted_gain: the model's prediction of this round's gain (NaN without a model).
+
+    Examples:
+        Schedulers build it; by hand, keeping rows 0 and 2 of a round of four, at half weight for row 2:
+
+        >>> b = RolloutBatch.from_groups([{"reward": [1.0, 0.0, 1.0, 0.0], "entropy": [0.1] * 4, "length": [3] * 4}])
+        >>> s = Schedule(fresh=torch.tensor([0, 2]), fresh_weight=torch.tensor([1.0, 0.5]),
+        ...              replay=RolloutBatch.empty_like(b), replay_weight=torch.ones(0),
+        ...              scores=torch.full((4,), math.nan), predicted_gain=math.nan)
+        >>> s.num_train, s.kept_share  # (1 + 0.5) / 4
+        (2, 0.375)
     """
 
     fresh: torch.Tensor
@@ -74,11 +85,11 @@ class Scheduler:
 
     ``schedule`` takes one round's fresh rollouts (all with the same ``round``, larger than any round seen
     before; NaN statistics are rejected); ``observe`` the next round's, and raises
-    :class:`~banditlib.errors.StateError` unless a ``schedule`` is waiting for its label (calling
+    [`StateError`][banditlib.StateError] unless a ``schedule`` is waiting for its label (calling
     ``schedule`` twice without ``observe`` is allowed: the first selection's label is then never learned).
     Every method that raises leaves ``state_dict()`` unchanged.
 
-    Example:
+    Examples:
         >>> from banditlib.adapters.rlvr import RolloutBatch, UniformScheduler
         >>> mk = lambda t: RolloutBatch.from_groups([{"reward": [1.0, 0.0], "entropy": [0.3, 0.4],
         ...                                           "length": [5, 9]}], round=t)
@@ -119,10 +130,10 @@ class Scheduler:
             batch: the round's rollouts (``N >= 1``, one ``round`` value, finite statistics).
             probe: optional rollouts of a small trusted prompt set scored by a strict verifier (or their
                 reference answers), of the same round, with gradient sketches; used by schedulers that align
-                with a probe (:class:`~.peers.InfluenceFilter`), ignored by the others.
+                with a probe ([`InfluenceFilter`][banditlib.adapters.rlvr.InfluenceFilter]), ignored by the others.
 
         Returns:
-            The :class:`Schedule`.
+            The [`Schedule`][banditlib.adapters.rlvr.Schedule].
 
         Raises:
             InvalidInputError: an empty batch, mixed or non-increasing rounds, NaN or infinite statistics,
@@ -140,8 +151,9 @@ class Scheduler:
 
         Args:
             batch: round ``t + 1``'s rollouts (before ``schedule`` of that round).
-            probe: optional trusted probe rollouts of round ``t + 1`` (see :meth:`schedule`), for labels that
-                measure the last selection against a probe (:class:`~.labels.InfluenceLabel`).
+            probe: optional trusted probe rollouts of round ``t + 1`` (see
+                [`schedule`][banditlib.adapters.rlvr.Scheduler.schedule]), for labels that measure the last selection
+                against a probe ([`InfluenceLabel`][banditlib.adapters.rlvr.InfluenceLabel]).
 
         Returns:
             The observed gain of round ``t`` for a round-level label, the mean label of the round's labelled
@@ -150,7 +162,8 @@ class Scheduler:
 
         Raises:
             StateError: no ``schedule`` awaits its outcome.
-            InvalidInputError: a bad batch or probe (as for :meth:`schedule`); the state is unchanged.
+            InvalidInputError: a bad batch or probe (as for [`schedule`][banditlib.adapters.rlvr.Scheduler.schedule]);
+                the state is unchanged.
         """
         where = f"{type(self).__name__}.observe()"
         if not self._pending:
@@ -216,8 +229,8 @@ class Scheduler:
         }
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Load a state from :meth:`state_dict` (of a scheduler built with the same arguments); on error
-        nothing changes.
+        """Load a state from [`state_dict`][banditlib.adapters.rlvr.Scheduler.state_dict] (of a scheduler built with the
+        same arguments); on error nothing changes.
 
         Raises:
             InvalidInputError: missing or malformed entries.
@@ -250,7 +263,8 @@ class Scheduler:
 
     @classmethod
     def load(cls: type[S], path: str | os.PathLike[str], **kwargs: Any) -> S:
-        """Rebuild a scheduler written by :meth:`save`; it makes the same decisions as the saved one.
+        """Rebuild a scheduler written by [`save`][banditlib.adapters.rlvr.Scheduler.save]; it makes the same decisions
+        as the saved one.
 
         Args:
             path: the file.

@@ -1,4 +1,4 @@
-"""The peers CBS is compared with, behind the same :class:`~._base.Scheduler` interface.
+"""The peers CBS is compared with, behind the same [`Scheduler`][banditlib.adapters.rlvr.Scheduler] interface.
 
 None of them learns: ``observe`` only checks the round protocol and returns ``None``. All are vectorised over
 groups (no Python loop over rollouts or groups).
@@ -44,7 +44,7 @@ def _fresh_only(batch: RolloutBatch, fresh: torch.Tensor) -> Schedule:
 class UniformScheduler(Scheduler):
     """Plain GRPO: train on every fresh rollout, replay nothing.
 
-    Example:
+    Examples:
         >>> b = RolloutBatch.from_groups([{"reward": [1.0, 0.0], "entropy": [0.1, 0.2], "length": [3, 4]}])
         >>> UniformScheduler().schedule(b).fresh.tolist()
         [0, 1]
@@ -68,7 +68,19 @@ def max_variance_subset(reward: torch.Tensor, layout: GroupLayout, keep: torch.T
     candidates are compared with prefix sums: all groups at once. Ties go to the smallest ``i``.
 
     Args:
-        reward: ``(N,)`` rewards. layout: the batch's :class:`~.batch.GroupLayout`. keep: ``(G,)`` int64 sizes.
+        reward: ``(N,)`` rewards (any real dtype; compared in float64).
+        layout: the group layout of the batch's ``(N,)`` group ids (``GroupLayout.of(group)`` from
+            ``banditlib.adapters.rlvr.batch``), ``G`` groups in ascending id order.
+        keep: ``(G,)`` int64 rows to keep per group, ``0 <= keep[g] <=`` the group's size.
+
+    Returns:
+        ``(keep.sum(),)`` int64 ascending row indices.
+
+    Examples:
+        >>> layout = GroupLayout.of(torch.tensor([0, 0, 0, 0, 1, 1, 1]))
+        >>> reward = torch.tensor([0.5, 0.0, 0.4, 1.0, 1.0, 1.0, 0.0])
+        >>> max_variance_subset(reward, layout, torch.tensor([2, 2]))  # per group: its lowest and highest reward
+        tensor([1, 3, 5, 6])
     """
     padded, mask, n = layout.padded, layout.mask, layout.counts
     G, G_max = padded.shape
@@ -96,12 +108,12 @@ def max_variance_subset(reward: torch.Tensor, layout: GroupLayout, keep: torch.T
 class MaxVarianceScheduler(Scheduler):
     """PODS max-variance down-sampling: keep ``m = ceil(keep_fraction * n)`` rollouts of each group of ``n``,
     the ``m`` whose rewards have the largest variance (a group of one is kept), by the ``O(n log n)`` scan of
-    :func:`max_variance_subset`.
+    [`max_variance_subset`][banditlib.adapters.rlvr.baselines.max_variance_subset].
 
     Args:
         keep_fraction: in ``(0, 1]``.
 
-    Example:
+    Examples:
         >>> b = RolloutBatch.from_groups([{"reward": [0.5, 0.0, 0.4, 1.0], "entropy": [0.1] * 4, "length": [3] * 4}])
         >>> MaxVarianceScheduler(keep_fraction=0.5).schedule(b).fresh.tolist()
         [1, 3]
@@ -138,7 +150,7 @@ class DynamicSamplingFilter(Scheduler):
     Args:
         tol: ``>= 0``.
 
-    Example:
+    Examples:
         >>> b = RolloutBatch.from_groups([{"reward": [1.0, 1.0], "entropy": [0.1, 0.2], "length": [3, 4]},
         ...                               {"reward": [1.0, 0.0], "entropy": [0.1, 0.2], "length": [3, 4]}])
         >>> DynamicSamplingFilter().schedule(b).fresh.tolist()
@@ -177,7 +189,7 @@ class ThresholdScheduler(Scheduler):
         min_abs_advantage: ``>= 0``.
         min_reward: optional reward floor.
 
-    Example:
+    Examples:
         >>> b = RolloutBatch.from_tensors(group=[0, 0, 0], reward=[1.0, 0.0, 0.5], advantage=[1.0, -1.0, 0.0],
         ...                               entropy=[0.1] * 3, length=[3] * 3)
         >>> ThresholdScheduler().schedule(b).fresh.tolist()
@@ -216,7 +228,7 @@ class RecencyReplay(Scheduler):
         buffer_rounds: rounds the buffer holds (``>= 1``; the current round counts, so 1 replays nothing).
         max_buffer_rollouts: optional cap on buffered rollouts.
 
-    Example:
+    Examples:
         >>> sch = RecencyReplay(reuse=1, buffer_rounds=2)
         >>> mk = lambda t: RolloutBatch.from_groups([{"reward": [1.0, 0.0], "entropy": [0.1, 0.2],
         ...                                           "length": [3, 4]}], round=t)

@@ -1,4 +1,4 @@
-"""One round's rollouts as tensors: :class:`RolloutBatch`.
+"""One round's rollouts as tensors: [`RolloutBatch`][banditlib.adapters.rlvr.RolloutBatch].
 
 A rollout is one completion generated for one prompt; the rollouts generated for the same prompt in the same
 round form a *group* (GRPO's group of ``G`` samples). The batch keeps one tensor per statistic, all with
@@ -49,9 +49,10 @@ def _as_tensor(value: Any, where: str, name: str) -> torch.Tensor:
 class RolloutBatch:
     """The rollouts of one round (or any set of rollouts), one row per rollout.
 
-    Build one with :meth:`from_tensors` or :meth:`from_groups`, which convert and validate; the dataclass
-    constructor itself checks shapes and dtypes only (it is also how :meth:`select` and :meth:`cat` build
-    results, cheaply).
+    Build one with [`from_tensors`][banditlib.adapters.rlvr.batch.RolloutBatch.from_tensors] or
+    [`from_groups`][banditlib.adapters.rlvr.batch.RolloutBatch.from_groups], which convert and validate; the dataclass
+    constructor itself checks shapes and dtypes only (it is also how
+    [`select`][banditlib.adapters.rlvr.batch.RolloutBatch.select] and `cat` build results, cheaply).
 
     Attributes:
         group: ``(N,)`` int64 prompt/group id; rows with equal id (within one round) form a group.
@@ -71,10 +72,10 @@ class RolloutBatch:
             across groups or rounds. The consistency features and labels are built on it.
         grad: ``(N, k)`` float32 per-rollout gradient sketch, or ``None``: a fixed linear projection of the
             gradient of the rollout's mean token log-prob with respect to (part of) the model's parameters, the
-            same projection in every round (see :mod:`~banditlib.adapters.rlvr.influence`). The influence label
+            same projection in every round (see [`influence`][banditlib.adapters.rlvr.influence]). The influence label
             and filter are built on it.
 
-    Example:
+    Examples:
         >>> import torch
         >>> b = RolloutBatch.from_groups([{"reward": [1.0, 0.0], "entropy": [0.5, 0.7], "length": [10, 12]},
         ...                               {"reward": [0.0], "entropy": [0.4], "length": [9]}], round=3)
@@ -162,7 +163,7 @@ class RolloutBatch:
                 raise InvalidInputError(f"{where}: `payload[{key!r}]` is on {t.device} but `group` is on {device}.")
 
     def check_finite(self, where: str) -> None:
-        """Raise :class:`~banditlib.errors.InvalidInputError` naming the first non-finite statistic.
+        """Raise [`InvalidInputError`][banditlib.InvalidInputError] naming the first non-finite statistic.
 
         Args:
             where: the public method on whose behalf the check runs, for the message.
@@ -308,7 +309,7 @@ class RolloutBatch:
         """Build a batch from one mapping per group; group ``i`` gets id ``i``.
 
         Args:
-            groups: per group a mapping with the keys of :meth:`from_tensors` except ``group`` and ``round``
+            groups: per group a mapping with the keys of `from_tensors` except ``group`` and ``round``
                 (``reward``, ``entropy``, ``length`` required; ``advantage``, ``clip_ratio``, ``truncated``,
                 ``logprobs``, ``payload``, ``answer``, ``grad`` optional, and present in every group or in none).
             round: the round of every row.
@@ -318,7 +319,7 @@ class RolloutBatch:
 
         Raises:
             InvalidInputError: no groups, an empty group, keys that differ between groups, or anything
-                :meth:`from_tensors` rejects.
+                `from_tensors` rejects.
         """
         where = "RolloutBatch.from_groups()"
         if not isinstance(groups, Sequence) or len(groups) == 0:
@@ -449,7 +450,7 @@ def make_batch(
     answer: torch.Tensor | None = None,
     grad: torch.Tensor | None = None,
 ) -> RolloutBatch:
-    """A batch from the eight per-row columns in :data:`FIELDS` order (structure checked, data not)."""
+    """A batch from the eight per-row columns in `FIELDS` order (structure checked, data not)."""
     g, r, a, e, c, n, t, rd = cols
     return RolloutBatch(g, r, a, e, c, n, t, rd, logprobs, payload, answer, grad)
 

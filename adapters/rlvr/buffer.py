@@ -1,4 +1,4 @@
-"""FIFO storage of the last rounds' rollouts: :class:`RolloutBuffer`.
+"""FIFO storage of the last rounds' rollouts: [`RolloutBuffer`][banditlib.adapters.rlvr.RolloutBuffer].
 
 Rows live in preallocated ring tensors (one per field, payload entry and the static features), so pushing a
 round, gathering candidates and counting uses are a few indexed copies whatever the number of rollouts: no
@@ -39,13 +39,14 @@ class RolloutBuffer:
       their right-padded masks; pad left-padded tensors such as prompt ids to a fixed width yourself). Keys,
       dtypes and number of dimensions must not change, nor may ``logprobs``, ``answer`` or ``grad`` appear or
       disappear (``grad`` keeps its width).
-    * **Uses.** :meth:`add_uses` counts every selection of a row for training (fresh or replayed).
+    * **Uses.** [`add_uses`][banditlib.adapters.rlvr.buffer.RolloutBuffer.add_uses] counts every selection of a row for
+    training (fresh or replayed).
 
     Args:
         rounds: ``L >= 1``, rounds kept.
         max_rollouts: optional cap on stored rows (``>= 1``).
 
-    Example:
+    Examples:
         >>> import torch
         >>> buf = RolloutBuffer(rounds=2)
         >>> for t in range(3):
@@ -117,13 +118,16 @@ class RolloutBuffer:
         return e
 
     def slots_of(self, positions: torch.Tensor, skip_rounds: int = 0) -> torch.Tensor:
-        """Ring slots of the rows at ``positions`` in :meth:`live_slots` ``(skip_rounds)`` (without building it)."""
+        """Ring slots of the rows at ``positions`` in
+        [`live_slots`][banditlib.adapters.rlvr.buffer.RolloutBuffer.live_slots] ``(skip_rounds)`` (without building
+        it)."""
         skip = sum(self._round_counts[:skip_rounds])
         return (self._head + skip + positions) % max(self._capacity, 1)
 
     def live_column(self, name: str, skip_rounds: int = 0) -> torch.Tensor:
-        """A stored column for the rows of :meth:`live_slots` ``(skip_rounds)``, in that order, read as (at most
-        two) contiguous slices of the ring rather than gathered row by row."""
+        """A stored column for the rows of [`live_slots`][banditlib.adapters.rlvr.buffer.RolloutBuffer.live_slots]
+        ``(skip_rounds)``, in that order, read as (at most two) contiguous slices of the ring rather than gathered row
+        by row."""
         store = self._store[name]
         skip = sum(self._round_counts[:skip_rounds])
         start, count = (self._head + skip) % max(self._capacity, 1), self._size - skip
@@ -164,7 +168,8 @@ class RolloutBuffer:
     # ------------------------------------------------------------------------------------------ writing
 
     def check_compatible(self, batch: RolloutBatch, where: str, features: torch.Tensor | None = None) -> None:
-        """Raise :class:`~banditlib.errors.InvalidInputError` if :meth:`push` would reject ``batch``."""
+        """Raise [`InvalidInputError`][banditlib.InvalidInputError] if
+        [`push`][banditlib.adapters.rlvr.buffer.RolloutBuffer.push] would reject ``batch``."""
         n = len(batch)
         if n == 0:
             raise InvalidInputError(f"{where}: the batch holds no rollouts.")
@@ -219,7 +224,8 @@ class RolloutBuffer:
             ``(N,)`` int64 ring slots of the new rows.
 
         Raises:
-            InvalidInputError: see :meth:`check_compatible`; nothing changes.
+            InvalidInputError: see [`check_compatible`][banditlib.adapters.rlvr.buffer.RolloutBuffer.check_compatible];
+                nothing changes.
         """
         where = "RolloutBuffer.push()"
         self.check_compatible(batch, where, features)
@@ -318,7 +324,8 @@ class RolloutBuffer:
         return state
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Load a state from :meth:`state_dict`; on error nothing changes.
+        """Load a state from [`state_dict`][banditlib.adapters.rlvr.buffer.RolloutBuffer.state_dict]; on error nothing
+        changes.
 
         Raises:
             InvalidInputError: missing or inconsistent entries.
@@ -384,7 +391,7 @@ class RolloutBuffer:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> RolloutBuffer:
-        """Rebuild a buffer written by :meth:`save`.
+        """Rebuild a buffer written by [`save`][banditlib.adapters.rlvr.buffer.RolloutBuffer.save].
 
         Raises:
             InvalidInputError: the file is corrupted or not a buffer file.

@@ -1,13 +1,14 @@
-"""Answer and reward consistency within a group: :class:`AnswerStats`.
+"""Answer and reward consistency within a group: [`AnswerStats`][banditlib.adapters.rlvr.AnswerStats].
 
 A verifier that misleads usually leaves a trace in the group: the same final answer scored differently by a
 noisy judge, several different answers accepted for a question with one right answer, a lone accepted answer
 in a group the policy almost never solves, a correct answer rejected because it was cut off while an
-identical finished one passed. :class:`AnswerStats` computes these per rollout in one vectorised pass (no
-Python loop over rows or groups) from the batch's ``answer`` ids; the consistency features of
-:class:`~.features.RolloutFeaturizer`, :class:`~.labels.ConsistencyLabel` and
-:class:`~.peers.ConsistencyFilter` are built on it. Without ``answer`` every answer-based statistic is zero,
-so the features degrade to constants.
+identical finished one passed. [`AnswerStats`][banditlib.adapters.rlvr.AnswerStats] computes these per rollout in one
+vectorised pass (no Python loop over rows or groups) from the batch's ``answer`` ids; the consistency features of
+[`RolloutFeaturizer`][banditlib.adapters.rlvr.RolloutFeaturizer],
+[`ConsistencyLabel`][banditlib.adapters.rlvr.ConsistencyLabel] and
+[`ConsistencyFilter`][banditlib.adapters.rlvr.ConsistencyFilter] are built on it. Without ``answer`` every answer-based
+statistic is zero, so the features degrade to constants.
 
 Conventions: a rollout is *accepted* when ``reward > accept_threshold`` (0.5 suits 0/1 verifiers); only
 *finished* rollouts (not truncated) count as evidence about an answer, because a truncated rollout is
@@ -44,7 +45,7 @@ class AnswerStats:
         conflict: bool accepted, with an answer that some *other finished* rollout of the group got rejected
             for (a false positive of a noisy verifier, if the rejection was right).
 
-    Example:
+    Examples:
         >>> b = RolloutBatch.from_tensors(group=[0, 0, 0, 0], reward=[1.0, 0.0, 1.0, 0.0], entropy=[0.1] * 4,
         ...                               length=[3] * 4, answer=[7, 7, 5, -1])
         >>> s = AnswerStats.of(b)

@@ -1,13 +1,15 @@
-"""The context of a rollout: :class:`RolloutFeaturizer`.
+"""The context of a rollout: [`RolloutFeaturizer`][banditlib.adapters.rlvr.RolloutFeaturizer].
 
 Three lists of built-in features:
 
-- :data:`DEFAULT_FEATURES`, what :class:`~.scheduler.RolloutScheduler` uses by default: five 0/1 indicators
+- [`DEFAULT_FEATURES`][banditlib.adapters.rlvr.DEFAULT_FEATURES], what
+[`RolloutScheduler`][banditlib.adapters.rlvr.RolloutScheduler] uses by default: five 0/1 indicators
   of a reward that may mislead (``answer_conflict``, ``truncated_negative``, ``low_pass_accepted``,
   ``accepted``, ``truncated``), left unnormalised, so a linear model learns, per indicator, how much harm it
   signals in the world at hand;
-- :data:`PAPER_FEATURES`, the ten of CBS (Lu et al. 2026), used by ``preset="paper"``;
-- :data:`CONSISTENCY_FEATURES`, answer and reward consistency within the group (needs ``answer``; zero
+- [`PAPER_FEATURES`][banditlib.adapters.rlvr.PAPER_FEATURES], the ten of CBS (Lu et al. 2026), used by
+``preset="paper"``; - [`CONSISTENCY_FEATURES`][banditlib.adapters.rlvr.CONSISTENCY_FEATURES], answer and reward
+consistency within the group (needs ``answer``; zero
   without it), the log-prob of the sequence, and an interaction.
 
 The ten of CBS, in this order:
@@ -24,7 +26,7 @@ The ten of CBS, in this order:
 - ``group_mean_reward``: mean reward of its group (pass rate for 0/1 rewards);
 - ``group_reward_std``: reward standard deviation of its group (population; 0 for a group of one).
 
-The consistency features (see :class:`~.consistency.AnswerStats`; *accepted* means ``reward >
+The consistency features (see [`AnswerStats`][banditlib.adapters.rlvr.AnswerStats]; *accepted* means ``reward >
 accept_threshold``, *finished* means not truncated):
 
 - ``accepted``: 1 if accepted;
@@ -48,7 +50,7 @@ pooled statistics in float64, saved with the state): a static feature counts eve
 fresh; ``age`` and ``uses`` count every candidate scored, as they change. A constant ``intercept`` column of
 ones is appended: it absorbs the average gain, so the feature weights only explain differences between
 selections. Features that only take the values 0 and 1 are never normalised when ``normalize`` is left at
-its automatic setting and every feature is binary (:data:`DEFAULT_FEATURES`).
+its automatic setting and every feature is binary ([`DEFAULT_FEATURES`][banditlib.adapters.rlvr.DEFAULT_FEATURES]).
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ PAPER_FEATURES = (
     "group_mean_reward",
     "group_reward_std",
 )
+"""The ten features of the CBS paper (Lu et al. 2026), in its order: the rollout's age and reuse count in the
+buffer, mean token entropy, clip ratio, truncation flag, length, reward, advantage, and its group's mean reward
+and reward standard deviation."""
 CONSISTENCY_FEATURES = (
     "accepted",
     "answer_conflict",
@@ -89,8 +94,17 @@ CONSISTENCY_FEATURES = (
     "seq_logprob",
     "reward_x_pass",
 )
+"""Features of answer/reward consistency within a group (they need ``RolloutBatch.answer``; without answers
+they are constant): the 0/1 indicators ``accepted``, ``answer_conflict`` (accepted while a finished copy of the
+same answer was rejected), ``truncated_negative``, ``low_pass_accepted`` (accepted in a group with pass rate
+``<= 0.25``); the share of the group with the same answer and the share of its accepted rollouts that gave it;
+the number of distinct accepted answers; the reward's deviation from identical answers' mean; the sequence log-prob; and
+reward times the group's pass rate."""
 DEFAULT_FEATURES = ("answer_conflict", "truncated_negative", "low_pass_accepted", "accepted", "truncated")
+"""The default scheduler's features: five 0/1 indicators, used unnormalised (docs/rlvr.md, "How the default
+works")."""
 ALL_FEATURES = (*PAPER_FEATURES, *CONSISTENCY_FEATURES)
+"""Every built-in feature name: ``PAPER_FEATURES`` then ``CONSISTENCY_FEATURES``."""
 BINARY = frozenset({"accepted", "answer_conflict", "truncated_negative", "low_pass_accepted", "truncated"})
 DYNAMIC = ("age", "uses")
 _ANSWER = {
@@ -135,9 +149,10 @@ class RolloutFeaturizer:
     """Raw features of rollouts and their online normalisation.
 
     Args:
-        features: names of the built-in features to use, in order (default: :data:`DEFAULT_FEATURES`).
-        add: extra *static* features, name -> function of a :class:`RolloutBatch` returning ``(N,)`` values;
-            appended after ``features``.
+        features: names of the built-in features to use, in order (default:
+            [`DEFAULT_FEATURES`][banditlib.adapters.rlvr.DEFAULT_FEATURES]).
+        add: extra *static* features, name -> function of a [`RolloutBatch`][banditlib.adapters.rlvr.RolloutBatch]
+            returning ``(N,)`` values; appended after ``features``.
         drop: names to remove from ``features`` (handy with the default list).
         normalize: whether to standardise with the running statistics (``False``: raw values); ``None``
             (default): standardise unless every feature is a built-in 0/1 indicator.
@@ -150,7 +165,7 @@ class RolloutFeaturizer:
         names: ``(d,)`` names of the context columns, ``intercept`` last when present.
         dim: ``d``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> RolloutFeaturizer().names
         ('answer_conflict', 'truncated_negative', 'low_pass_accepted', 'accepted', 'truncated', 'intercept')
@@ -239,7 +254,7 @@ class RolloutFeaturizer:
     # ------------------------------------------------------------------------------------------ raw features
 
     def static(self, batch: RolloutBatch, layout: GroupLayout | None = None) -> torch.Tensor:
-        """The static raw features of a batch: ``(N, S)`` float32, columns in :attr:`static_names` order
+        """The static raw features of a batch: ``(N, S)`` float32, columns in `static_names` order
         (``layout``: the batch's group layout, if already computed).
 
         Raises:
@@ -303,7 +318,8 @@ class RolloutFeaturizer:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The running statistics after also seeing ``raw`` ``(M, C)``, the values of feature ``columns``
         (default: all ``F``), by Chan et al.'s pooled update per column; no change to ``self`` (commit with
-        :meth:`set_stats`). Each column keeps its own count."""
+        [`set_stats`][banditlib.adapters.rlvr.features.RolloutFeaturizer.set_stats]). Each column keeps its own
+        count."""
         count, mean, m2 = self.count_.clone(), self.mean_.clone(), self.m2_.clone()
         if raw is None or raw.shape[0] == 0 or raw.shape[1] == 0:
             return count, mean, m2
@@ -325,8 +341,9 @@ class RolloutFeaturizer:
     def merged_parts(
         self, static: torch.Tensor, age: torch.Tensor, uses: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`merged` for static features ``(n, S)`` of the fresh rows and the dynamic features of all
-        ``M`` candidates ``(M,)`` each: each rollout's static features are counted once, when it is fresh."""
+        """[`merged`][banditlib.adapters.rlvr.features.RolloutFeaturizer.merged] for static features ``(n, S)`` of the
+        fresh rows and the dynamic features of all ``M`` candidates ``(M,)`` each: each rollout's static features are
+        counted once, when it is fresh."""
         count, mean, m2 = self.merged(static, columns=self._static_cols.tolist())
         for col, values in ((self._age_col, age), (self._uses_col, uses)):
             if col < 0 or values.numel() == 0:
@@ -343,7 +360,7 @@ class RolloutFeaturizer:
         return count, mean, m2
 
     def set_stats(self, stats: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
-        """Commit statistics computed by :meth:`merged`."""
+        """Commit statistics computed by [`merged`][banditlib.adapters.rlvr.features.RolloutFeaturizer.merged]."""
         self.count_, self.mean_, self.m2_ = stats
 
     def update(self, raw: torch.Tensor) -> None:
@@ -420,7 +437,8 @@ class RolloutFeaturizer:
         return {"count": self.count_.clone(), "mean": self.mean_.clone(), "m2": self.m2_.clone()}
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Load statistics saved by :meth:`state_dict`; on error nothing changes.
+        """Load statistics saved by [`state_dict`][banditlib.adapters.rlvr.features.RolloutFeaturizer.state_dict]; on
+        error nothing changes.
 
         Raises:
             InvalidInputError: missing entries, wrong shapes, negative or non-finite values.

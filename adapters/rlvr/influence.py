@@ -8,10 +8,11 @@ per-sample-gradient trick NeuralUCB's diagonal bonus uses, with no backward pass
 tensor per token.
 
 For a language model's head (``V`` in the tens of thousands) the ``V x H`` gradient is too large to keep, so
-:func:`head_sketch` keeps ``L^T G R``, a ``k1 x k2`` Kronecker-structured random projection (``L``, ``R``
-Gaussian with variance ``1 / k1`` and ``1 / k2``, from :func:`sketch_matrices`): inner products of sketches
-are unbiased estimates of inner products of gradients (as in LoGra, Choe et al. 2024), and the cost is two
-thin matrix products per token, ``p_t L`` and ``h_t R``. Use the same matrices in every round.
+[`head_sketch`][banditlib.adapters.rlvr.influence.head_sketch] keeps ``L^T G R``, a ``k1 x k2`` Kronecker-structured
+random projection (``L``, ``R`` Gaussian with variance ``1 / k1`` and ``1 / k2``, from
+[`sketch_matrices`][banditlib.adapters.rlvr.influence.sketch_matrices]): inner products of sketches are unbiased
+estimates of inner products of gradients (as in LoGra, Choe et al. 2024), and the cost is two thin matrix products per
+token, ``p_t L`` and ``h_t R``. Use the same matrices in every round.
 
 Cost of the sketch for ``N`` rollouts of ``T`` tokens: ``N T (V k1 + H k2)`` multiply-adds, the first term
 being ``k1 / H`` of the head's own forward cost (``k1 = 16``, ``H = 4096``: 0.4%).
@@ -65,7 +66,7 @@ def head_gradients(
     Returns:
         ``(N, V H + V)`` (``(N, V H)`` without bias) float32, the weight gradient flattened row-major ``(V, H)``.
 
-    Example:
+    Examples:
         >>> h = torch.randn(2, 3, 4); z = torch.randn(2, 3, 5); y = torch.randint(0, 5, (2, 3))
         >>> mask = torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.bool)
         >>> W = torch.zeros(5, 4, requires_grad=True)
@@ -84,8 +85,30 @@ def head_gradients(
 def sketch_matrices(
     vocab: int, hidden: int, k1: int = 16, k2: int = 16, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two Gaussian projections of :func:`head_sketch`: ``L (V, k1)`` with variance ``1 / k1`` and
-    ``R (H, k2)`` with variance ``1 / k2``, float32, from a seeded generator (same seed, same matrices)."""
+    """The two Gaussian projections of [`head_sketch`][banditlib.adapters.rlvr.influence.head_sketch]: ``L (V, k1)``
+    with variance ``1 / k1`` and ``R (H, k2)`` with variance ``1 / k2``, float32, from a seeded generator (same seed,
+    same matrices).
+
+    Args:
+        vocab: ``V``, the output layer's vocabulary size (``>= 1``).
+        hidden: ``H``, its input width (``>= 1``).
+        k1: sketch rows ``k1`` (``>= 1``).
+        k2: sketch columns ``k2`` (``>= 1``); a sketch has ``k1 k2`` entries.
+        seed: seeds a generator of its own (the global torch seed is untouched).
+
+    Returns:
+        ``(left, right)``: ``(V, k1)`` and ``(H, k2)`` float32 on CPU (``L`` is drawn first).
+
+    Raises:
+        InvalidInputError: ``vocab``, ``hidden``, ``k1`` or ``k2`` is not an integer ``>= 1``.
+
+    Examples:
+        >>> left, right = sketch_matrices(vocab=10, hidden=6, k1=4, k2=3)
+        >>> left.shape, right.shape, left.dtype
+        (torch.Size([10, 4]), torch.Size([6, 3]), torch.float32)
+        >>> torch.equal(sketch_matrices(10, 6, 4, 3)[0], left)  # same seed, same matrices
+        True
+    """
     for name, v in (("vocab", vocab), ("hidden", hidden), ("k1", k1), ("k2", k2)):
         V.check_int(v, "sketch_matrices()", name)
     g = torch.Generator().manual_seed(int(seed))
@@ -97,13 +120,21 @@ def head_sketch(
     right: torch.Tensor, temperature: float = 1.0,
 ) -> torch.Tensor:  # fmt: skip
     """``(N, k1 k2)`` float32 sketches ``L^T G_i R`` of the per-rollout output-layer weight gradients ``G_i``
-    (see :func:`head_gradients`), without forming any ``G_i``.
+    (see [`head_gradients`][banditlib.adapters.rlvr.influence.head_gradients]), without forming any ``G_i``.
 
     Args:
-        hidden, probs, tokens, mask, temperature: as for :func:`head_gradients`.
-        left: ``(V, k1)``; right: ``(H, k2)`` (:func:`sketch_matrices`).
+        hidden: ``(N, T, H)`` final hidden states, as for
+            [`head_gradients`][banditlib.adapters.rlvr.influence.head_gradients].
+        probs: ``(N, T, V)`` next-token probabilities, as for
+            [`head_gradients`][banditlib.adapters.rlvr.influence.head_gradients].
+        tokens: ``(N, T)`` sampled token ids, as for
+            [`head_gradients`][banditlib.adapters.rlvr.influence.head_gradients].
+        mask: ``(N, T)`` completion mask, as for [`head_gradients`][banditlib.adapters.rlvr.influence.head_gradients].
+        left: ``(V, k1)`` left projection ([`sketch_matrices`][banditlib.adapters.rlvr.influence.sketch_matrices]).
+        right: ``(H, k2)`` right projection ([`sketch_matrices`][banditlib.adapters.rlvr.influence.sketch_matrices]).
+        temperature: sampling temperature, as for [`head_gradients`][banditlib.adapters.rlvr.influence.head_gradients].
 
-    Example:
+    Examples:
         >>> h = torch.randn(3, 4, 8); p = torch.randn(3, 4, 6).softmax(-1); y = torch.randint(0, 6, (3, 4))
         >>> m = torch.ones(3, 4, dtype=torch.bool)
         >>> L, R = sketch_matrices(6, 8, k1=6, k2=8)

@@ -1,13 +1,13 @@
-"""What a scheduler learns from: :class:`RolloutLabel` and the built-in labels.
+"""What a scheduler learns from: [`RolloutLabel`][banditlib.adapters.rlvr.RolloutLabel] and the built-in labels.
 
 A label turns one round's rollouts, and what followed them, into target values for the scheduler's model.
 The protocol has two halves, because some labels need the next round:
 
-* :meth:`RolloutLabel.begin` runs in ``schedule()`` on round ``t``'s fresh rollouts and returns the tensors
-  the label must remember (saved with the scheduler);
-* :meth:`RolloutLabel.finish` runs in ``observe()`` with round ``t + 1``'s fresh rollouts (and an optional
-  trusted probe batch) and returns, for the rows the scheduler stored, which of them are labelled and with
-  what value.
+* [`RolloutLabel.begin`][banditlib.adapters.rlvr.labels.RolloutLabel.begin] runs in ``schedule()`` on round
+  ``t``'s fresh rollouts and returns the tensors the label must remember (saved with the scheduler);
+* [`RolloutLabel.finish`][banditlib.adapters.rlvr.labels.RolloutLabel.finish] runs in ``observe()`` with round
+  ``t + 1``'s fresh rollouts (and an optional trusted probe batch) and returns, for the rows the scheduler
+  stored, which of them are labelled and with what value.
 
 ``rows = "all"`` labels score every fresh rollout of round ``t`` (full information: a dropped rollout's
 label is as informative as a kept one's, so the model is not biased by its own selection); ``rows =
@@ -15,18 +15,20 @@ label is as informative as a kept one's, so the model is not biased by its own s
 
 Built in:
 
-* :class:`RoundGain`: the paper's ``r_t = (V_{t+1} - V_t) - w_e 1[E_t > e_min] (E_{t+1} - E_t)``, shared by
-  every selected rollout, standardised online. The reference; in our measurements it is mostly noise.
-* :class:`BaselinedGain`: the same gain with a per-prompt pass-rate baseline as a control variate, which
-  removes most of the variance that comes from which prompts were drawn.
-* :class:`InfluenceLabel`: per rollout, the first-order influence ``A_i <g_i, d>`` of training on it on a
-  probe objective, from gradient sketches (``RolloutBatch.grad``); the probe direction ``d`` comes from the
-  next round's fresh batch or from a small trusted probe batch scored by a strict verifier.
-* :class:`ConsistencyLabel`: self-supervised, per rollout: ``+1`` when its reward agrees with the majority
-  verdict of the *other* finished rollouts of its group that gave the same answer, ``-1`` when it does not;
-  unlabelled when no other finished rollout gave that answer.
+* [`RoundGain`][banditlib.adapters.rlvr.RoundGain]: the paper's
+  ``r_t = (V_{t+1} - V_t) - w_e 1[E_t > e_min] (E_{t+1} - E_t)``, shared by every selected rollout,
+  standardised online. The reference; in our measurements it is mostly noise.
+* [`BaselinedGain`][banditlib.adapters.rlvr.BaselinedGain]: the same gain with a per-prompt pass-rate baseline
+  as a control variate, which removes most of the variance that comes from which prompts were drawn.
+* [`InfluenceLabel`][banditlib.adapters.rlvr.InfluenceLabel]: per rollout, the first-order influence
+  ``A_i <g_i, d>`` of training on it on a probe objective, from gradient sketches (``RolloutBatch.grad``); the
+  probe direction ``d`` comes from the next round's fresh batch or from a small trusted probe batch scored by
+  a strict verifier.
+* [`ConsistencyLabel`][banditlib.adapters.rlvr.ConsistencyLabel]: self-supervised, per rollout: ``+1`` when its
+  reward agrees with the majority verdict of the *other* finished rollouts of its group that gave the same
+  answer, ``-1`` when it does not; unlabelled when no other finished rollout gave that answer.
 
-Every label raises :class:`~banditlib.errors.InvalidInputError` for input it cannot use (missing ``answer``
+Every label raises [`InvalidInputError`][banditlib.InvalidInputError] for input it cannot use (missing ``answer``
 or ``grad`` where required, a probe of another round) before anything changes.
 """
 
@@ -52,8 +54,37 @@ _CLIP = 5.0
 
 
 class RolloutLabel:
-    """Base class of labels. Subclasses set :attr:`rows` and :attr:`shared`, and implement :meth:`begin` and
-    :meth:`finish` (and :meth:`state_dict` / :meth:`load_state_dict` when they keep running statistics)."""
+    """Base class of labels. Subclasses set ``rows`` and ``shared``, and implement
+    [`begin`][banditlib.adapters.rlvr.labels.RolloutLabel.begin] and
+    [`finish`][banditlib.adapters.rlvr.labels.RolloutLabel.finish] (and
+    [`state_dict`][banditlib.adapters.rlvr.labels.RolloutLabel.state_dict] /
+    [`load_state_dict`][banditlib.adapters.rlvr.labels.RolloutLabel.load_state_dict] when they keep running
+    statistics).
+
+    A label with constructor arguments returns them from ``config``, and one that needs more than every batch
+    has (``answer``, ``grad``, a payload entry) raises in [`check`][banditlib.adapters.rlvr.labels.RolloutLabel.check].
+    Every subclass is registered under its class name, so
+    [`label_from_config`][banditlib.adapters.rlvr.labels.label_from_config] (and a saved scheduler) can rebuild it.
+
+    Attributes:
+        name: a short name (for reports).
+        rows: ``"all"``: every fresh rollout of the round is labelled; ``"selected"``: only the trained ones.
+        shared: whether one value is shared by every labelled row (a round-level label).
+
+    Examples:
+        Label every fresh rollout by its own reward, known at once (``begin`` keeps it for ``finish``):
+
+        >>> class OwnReward(RolloutLabel):
+        ...     name = "own-reward"
+        ...     def begin(self, batch, layout, selected):
+        ...         return {"reward": batch.reward.double()}
+        ...     def finish(self, saved, batch, probe, where):
+        ...         return torch.ones_like(saved["reward"], dtype=torch.bool), saved["reward"]
+        >>> lab = OwnReward()
+        >>> b = RolloutBatch.from_groups([{"reward": [1.0, 0.0], "entropy": [0.1, 0.1], "length": [3, 3]}])
+        >>> lab.finish(lab.begin(b, GroupLayout.of(b.group), torch.arange(2)), b, None, "example")
+        (tensor([True, True]), tensor([1., 0.], dtype=torch.float64))
+    """
 
     name = "label"
     rows = "all"  # "all": every fresh rollout of the round is labelled; "selected": only the trained ones
@@ -69,7 +100,7 @@ class RolloutLabel:
         return {}
 
     def check(self, batch: RolloutBatch, where: str) -> None:
-        """Raise :class:`~banditlib.errors.InvalidInputError` if ``batch`` lacks what the label needs."""
+        """Raise [`InvalidInputError`][banditlib.InvalidInputError] if ``batch`` lacks what the label needs."""
 
     def begin(self, batch: RolloutBatch, layout: GroupLayout, selected: torch.Tensor) -> dict[str, torch.Tensor]:
         """What to remember of round ``t`` (``selected``: ``(n,)`` indices of the fresh rows trained on).
@@ -96,7 +127,8 @@ class RolloutLabel:
         return {}
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor], where: str) -> None:
-        """Load :meth:`state_dict`'s output; on error nothing changes."""
+        """Load [`state_dict`][banditlib.adapters.rlvr.labels.RolloutLabel.state_dict]'s output; on error nothing
+        changes."""
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
@@ -136,16 +168,16 @@ class _Standardiser:
 class RoundGain(RolloutLabel):
     """The paper's performance gain of a round, shared by every rollout trained on in it.
 
-    ``r_t`` is :class:`~.reward.GainReward` of the rounds ``t`` and ``t + 1``; it is standardised online
-    (exponentially weighted mean and standard deviation with decay ``decay``, exact averages over the first
+    ``r_t`` is [`GainReward`][banditlib.adapters.rlvr.GainReward] of the rounds ``t`` and ``t + 1``; it is standardised
+    online (exponentially weighted mean and standard deviation with decay ``decay``, exact averages over the first
     rounds, ``z = clip((r - m) / s, -5, 5)``, ``z = 0`` until the gains vary), since gains are differences of
     mean rewards (about ``1e-2``) that drift as training slows.
 
     Args:
-        reward: the gain (default :class:`~.reward.GainReward` ``()``).
+        reward: the gain (default [`GainReward`][banditlib.adapters.rlvr.GainReward] ``()``).
         decay: in ``[0, 1)``.
 
-    Example:
+    Examples:
         >>> lab = RoundGain()
         >>> mk = lambda r, t: RolloutBatch.from_groups([{"reward": r, "entropy": [0.1, 0.1], "length": [3, 3]}],
         ...                                            round=t)
@@ -214,7 +246,7 @@ class RoundGain(RolloutLabel):
 
 
 class BaselinedGain(RoundGain):
-    """:class:`RoundGain` with a per-prompt pass-rate baseline as control variate.
+    """[`RoundGain`][banditlib.adapters.rlvr.RoundGain] with a per-prompt pass-rate baseline as control variate.
 
     The round gain ``V_{t+1} - V_t`` is dominated by which prompts were drawn (an easy draw raises ``V``
     whatever was trained). With ``b(p)`` the running mean reward of prompt ``p`` (exponentially weighted over
@@ -224,7 +256,7 @@ class BaselinedGain(RoundGain):
     entropy term is unchanged.
 
     Args:
-        reward: the gain's entropy term (default :class:`~.reward.GainReward` ``()``).
+        reward: the gain's entropy term (default [`GainReward`][banditlib.adapters.rlvr.GainReward] ``()``).
         decay: standardisation decay, in ``[0, 1)``.
         prompt_key: payload key of the ``(N,)`` integer prompt ids (stable across rounds).
         prompt_decay: in ``[0, 1)``.
@@ -233,7 +265,7 @@ class BaselinedGain(RoundGain):
         InvalidInputError: (at ``schedule``/``observe``) a batch without ``payload[prompt_key]`` or with ids that
             are not ``(N,)`` integers.
 
-    Example:
+    Examples:
         >>> lab = BaselinedGain()
         >>> mk = lambda r, p, t: RolloutBatch.from_groups([{"reward": r, "entropy": [0.1, 0.1], "length": [3, 3],
         ...                                                 "payload": {"prompt": [p, p]}}], round=t)
@@ -363,7 +395,7 @@ class InfluenceLabel(RolloutLabel):
         InvalidInputError: (at ``schedule``/``observe``) a batch without ``grad``; sketches of different widths;
             ``probe="trusted"`` without a probe batch.
 
-    Example:
+    Examples:
         >>> lab = InfluenceLabel()
         >>> mk = lambda g, t: RolloutBatch.from_tensors(group=[0, 0], reward=[1.0, 0.0], entropy=[0.1, 0.1],
         ...                                            length=[3, 3], grad=g, round=t)
@@ -444,7 +476,7 @@ class ConsistencyLabel(RolloutLabel):
     Args:
         accept_threshold: a rollout counts as accepted when ``reward > accept_threshold``.
 
-    Example:
+    Examples:
         >>> b = RolloutBatch.from_tensors(group=[0, 0, 0, 0], reward=[1.0, 0.0, 0.0, 1.0], entropy=[0.1] * 4,
         ...                               length=[3] * 4, answer=[7, 7, 7, 5])
         >>> lab = ConsistencyLabel()
@@ -476,7 +508,33 @@ class ConsistencyLabel(RolloutLabel):
 
 
 def label_from_config(spec: Mapping[str, Any], where: str) -> RolloutLabel:
-    """Rebuild a label from ``{"class": name, "config": {...}}`` (as saved by a scheduler)."""
+    """Rebuild a label from ``{"class": name, "config": {...}}`` (as saved by a scheduler).
+
+    The running statistics are not part of the spec: load them with ``load_state_dict``.
+
+    Args:
+        spec: ``"class"``: the label's class name (any [`RolloutLabel`][banditlib.adapters.rlvr.RolloutLabel]
+            subclass defined so far), ``"config"``: its constructor arguments (its ``config``; for
+            [`RoundGain`][banditlib.adapters.rlvr.RoundGain] and its subclasses ``"reward"`` holds the
+            [`GainReward`][banditlib.adapters.rlvr.GainReward]'s arguments).
+        where: the caller, named at the start of the error message (as ``"RolloutScheduler.load()"``).
+
+    Returns:
+        A new label of that class.
+
+    Raises:
+        InvalidInputError: an unknown class name, a ``spec`` without ``"class"`` or ``"config"``, arguments
+            the class does not take, or values its constructor rejects.
+
+    Examples:
+        >>> lab = RoundGain(decay=0.9)
+        >>> label_from_config({"class": type(lab).__name__, "config": lab.config}, "example")
+        RoundGain(reward={'entropy_weight': 0.1, 'entropy_threshold': 0.3}, decay=0.9)
+        >>> label_from_config({"class": "Nope", "config": {}}, "example")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        banditlib.errors.InvalidInputError: example: unknown or malformed label {'class': 'Nope', ...}: 'Nope'
+    """
     try:
         cls = _LABELS[str(spec["class"])]
         cfg = dict(spec["config"])

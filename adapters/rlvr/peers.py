@@ -1,14 +1,18 @@
-"""The 2025-2026 peers of the learned scheduler, behind the same :class:`~._base.Scheduler` interface.
+"""The 2025-2026 peers of the learned scheduler, behind the same [`Scheduler`][banditlib.adapters.rlvr.Scheduler]
+interface.
 
 None of them learns: ``observe`` only checks the round protocol. Each implements one published rule (or the
 rule a measurement singled out) as a fixed filter or replay policy:
 
-* :class:`ConsistencyFilter`: drop accepted rollouts whose answer an identical finished rollout of the same
+* [`ConsistencyFilter`][banditlib.adapters.rlvr.ConsistencyFilter]: drop accepted rollouts whose answer an identical
+finished rollout of the same
   group was rejected for (answer/reward consistency);
-* :class:`OverlongFilter`: DAPO's overlong filtering, drop truncated rollouts;
-* :class:`PriorityReplay`: rollout-level replay prioritised by ``|advantage|`` with an age cap, every fresh
+* [`OverlongFilter`][banditlib.adapters.rlvr.OverlongFilter]: DAPO's overlong filtering, drop truncated rollouts;
+* [`PriorityReplay`][banditlib.adapters.rlvr.PriorityReplay]: rollout-level replay prioritised by ``|advantage|`` with
+an age cap, every fresh
   rollout kept (arXiv 2606.04560);
-* :class:`InfluenceFilter`: drop rollouts whose gradient is anti-aligned with a probe gradient (I-PPO, arXiv
+* [`InfluenceFilter`][banditlib.adapters.rlvr.InfluenceFilter]: drop rollouts whose gradient is anti-aligned with a
+probe gradient (I-PPO, arXiv
   2604.01597; the trusted probe of GradAlign, arXiv 2602.21492).
 """
 
@@ -55,7 +59,7 @@ class ConsistencyFilter(Scheduler):
     Args:
         accept_threshold: a rollout counts as accepted when ``reward > accept_threshold``.
 
-    Example:
+    Examples:
         >>> b = RolloutBatch.from_tensors(group=[0, 0, 0], reward=[1.0, 0.0, 1.0], entropy=[0.1] * 3,
         ...                               length=[3] * 3, answer=[4, 4, 2])
         >>> ConsistencyFilter().schedule(b).fresh.tolist()  # answer 4 passed once and failed once
@@ -83,7 +87,7 @@ class ConsistencyFilter(Scheduler):
 class OverlongFilter(Scheduler):
     """DAPO's overlong filtering: drop every truncated rollout, whose zero reward may only say it was cut off.
 
-    Example:
+    Examples:
         >>> b = RolloutBatch.from_tensors(group=[0, 0], reward=[1.0, 0.0], entropy=[0.1] * 2, length=[3, 9],
         ...                               truncated=[False, True])
         >>> OverlongFilter().schedule(b).fresh.tolist()
@@ -116,7 +120,7 @@ class PriorityReplay(Scheduler):
         seed: seed of the draws.
         max_buffer_rollouts: optional cap on buffered rollouts.
 
-    Example:
+    Examples:
         >>> sch = PriorityReplay(replay_ratio=0.5, max_age=2, seed=0)
         >>> mk = lambda t: RolloutBatch.from_groups([{"reward": [1.0, 0.0, 0.0, 0.0], "entropy": [0.1] * 4,
         ...                                           "length": [3] * 4}], round=t)
@@ -213,7 +217,7 @@ class InfluenceFilter(Scheduler):
         InvalidInputError: (at ``schedule``) a batch or probe without gradient sketches, or of different widths;
             ``probe="trusted"`` without a probe batch.
 
-    Example:
+    Examples:
         >>> mk = lambda g, a, t: RolloutBatch.from_tensors(group=[0, 0], reward=[1.0, 0.0], advantage=a,
         ...                                               entropy=[0.1] * 2, length=[3] * 2, grad=g, round=t)
         >>> probe = mk([[1.0, 0.0], [1.0, 0.0]], [1.0, 1.0], 0)         # the trusted direction: +x

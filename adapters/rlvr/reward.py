@@ -1,4 +1,4 @@
-"""The scheduler's reward: the performance gain of a round, :class:`GainReward`."""
+"""The scheduler's reward: the performance gain of a round, [`GainReward`][banditlib.adapters.rlvr.GainReward]."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class GainReward:
         entropy_weight: ``w_e >= 0``.
         entropy_threshold: ``e_min`` (nats; any finite number).
 
-    Example:
+    Examples:
         >>> g = GainReward(entropy_weight=0.5, entropy_threshold=0.2)
         >>> round(g.gain(0.40, 0.50, 0.45, 0.60), 6)  # 0.05 - 0.5 * 1 * 0.10
         0.0

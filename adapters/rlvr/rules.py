@@ -1,18 +1,22 @@
-"""How a scheduler turns scores into a decision: :class:`SelectionRule` and the built-in rules.
+"""How a scheduler turns scores into a decision: [`SelectionRule`][banditlib.adapters.rlvr.SelectionRule] and the
+built-in rules.
 
 A rule sees one score per fresh rollout (the policy's index: the upper confidence bound for LinUCB, a
 posterior sample for LinTS) and returns the rows to train on with their loss weights:
 
-* :class:`TopFraction`: the paper's rule, the best-scored ``ceil(keep_fraction * n)`` of each group of
-  ``n`` (a fixed budget: half of the group is dropped whatever it holds);
-* :class:`Threshold`: every row whose score is at least ``threshold`` (no budget: with a value model and
-  an optimistic score, a row is dropped only when it is predicted harmful with confidence, so a scheduler
-  that has learned nothing keeps everything);
-* :class:`SoftWeights`: every row, with weight ``clamp(1 + (score - threshold) / width, 0, 1)``: full weight
-  at or above the threshold, linearly less below it, dropped at ``threshold - width``.
+* [`TopFraction`][banditlib.adapters.rlvr.TopFraction]: the paper's rule, the best-scored
+  ``ceil(keep_fraction * n)`` of each group of ``n`` (a fixed budget: half of the group is dropped whatever it
+  holds);
+* [`Threshold`][banditlib.adapters.rlvr.Threshold]: every row whose score is at least ``threshold`` (no budget:
+  with a value model and an optimistic score, a row is dropped only when it is predicted harmful with
+  confidence, so a scheduler that has learned nothing keeps everything);
+* [`SoftWeights`][banditlib.adapters.rlvr.SoftWeights]: every row, with weight
+  ``clamp(1 + (score - threshold) / width, 0, 1)``: full weight at or above the threshold, linearly less below
+  it, dropped at ``threshold - width``.
 
-Write your own by subclassing :class:`SelectionRule` and implementing :meth:`SelectionRule.decide`; give it
-a ``config`` and register it by name (any subclass is registered) so that a saved scheduler can rebuild it.
+Write your own by subclassing [`SelectionRule`][banditlib.adapters.rlvr.SelectionRule] and implementing
+[`SelectionRule.decide`][banditlib.adapters.rlvr.rules.SelectionRule.decide]; give it a ``config`` and register it by
+name (any subclass is registered) so that a saved scheduler can rebuild it.
 """
 
 from __future__ import annotations
@@ -34,7 +38,33 @@ _RULES: dict[str, type[SelectionRule]] = {}
 
 
 class SelectionRule:
-    """Base class of selection rules (stateless; constructor arguments only)."""
+    """Base class of selection rules (stateless; constructor arguments only).
+
+    A subclass implements [`decide`][banditlib.adapters.rlvr.rules.SelectionRule.decide]; a rule without a fixed
+    budget also overrides [`passes`][banditlib.adapters.rlvr.rules.SelectionRule.passes] (which buffered rows it
+    admits for replay) and a rule with constructor arguments returns them from ``config``. Every subclass is
+    registered under its class name, so [`rule_from_config`][banditlib.adapters.rlvr.rules.rule_from_config]
+    (and a saved scheduler) can rebuild it.
+
+    Attributes:
+        name: a short name (for reports).
+        budget_free: whether the rule may keep every row (no fixed per-group budget).
+
+    Examples:
+        Keep every rollout with a positive score:
+
+        >>> class KeepPositive(SelectionRule):
+        ...     name = "positive"
+        ...     def passes(self, scores):
+        ...         return scores > 0
+        ...     def decide(self, scores, keys, layout):
+        ...         rows = torch.nonzero(self.passes(scores)).squeeze(1)
+        ...         return rows, torch.ones(rows.shape[0])
+        >>> KeepPositive().decide(torch.tensor([0.5, -1.0, 2.0]), torch.arange(3), None)
+        (tensor([0, 2]), tensor([1., 1.]))
+        >>> rule_from_config({"class": "KeepPositive", "config": {}}, "example")
+        KeepPositive()
+    """
 
     name = "rule"
     budget_free = True  # whether the rule may keep every row (no fixed per-group budget)
@@ -56,7 +86,7 @@ class SelectionRule:
         Args:
             scores: ``(N,)`` float32 score of each fresh rollout (finite).
             keys: ``(N,)`` int64 ranking keys ordering like ``scores``, exact ties broken at random
-                (:func:`~._base.rank_keys`).
+                (`rank_keys`).
             layout: the batch's group layout.
 
         Returns:
@@ -81,7 +111,7 @@ class TopFraction(SelectionRule):
     Args:
         keep_fraction: in ``(0, 1]``.
 
-    Example:
+    Examples:
         >>> from banditlib.adapters.rlvr.batch import GroupLayout
         >>> scores = torch.tensor([0.1, 0.9, 0.5, 0.2, 0.3, 0.0])
         >>> keys = torch.arange(6) + (scores * 1000).long() * 8
@@ -122,7 +152,7 @@ class Threshold(SelectionRule):
     Args:
         threshold: any finite number.
 
-    Example:
+    Examples:
         >>> from banditlib.adapters.rlvr.batch import GroupLayout
         >>> s = torch.tensor([0.3, -0.2, 0.0])
         >>> Threshold().decide(s, torch.arange(3), GroupLayout.of(torch.zeros(3, dtype=torch.long)))[0].tolist()
@@ -155,7 +185,7 @@ class SoftWeights(SelectionRule):
         threshold: scores at or above it get weight 1.
         width: ``> 0``; a score of ``threshold - width`` or less gets weight 0.
 
-    Example:
+    Examples:
         >>> from banditlib.adapters.rlvr.batch import GroupLayout
         >>> s = torch.tensor([0.5, -0.25, -2.0])
         >>> layout = GroupLayout.of(torch.zeros(3, dtype=torch.long))
@@ -187,7 +217,29 @@ class SoftWeights(SelectionRule):
 
 
 def rule_from_config(spec: Mapping[str, Any], where: str) -> SelectionRule:
-    """Rebuild a rule from ``{"class": name, "config": {...}}`` (as saved by a scheduler)."""
+    """Rebuild a rule from ``{"class": name, "config": {...}}`` (as saved by a scheduler).
+
+    Args:
+        spec: ``"class"``: the rule's class name (any [`SelectionRule`][banditlib.adapters.rlvr.SelectionRule]
+            subclass defined so far), ``"config"``: its constructor arguments (its ``config``).
+        where: the caller, named at the start of the error message (as ``"RolloutScheduler.load()"``).
+
+    Returns:
+        A new rule of that class.
+
+    Raises:
+        InvalidInputError: an unknown class name, a ``spec`` without ``"class"`` or ``"config"``, arguments
+            the class does not take, or values its constructor rejects.
+
+    Examples:
+        >>> rule = SoftWeights(width=2.0)
+        >>> rule_from_config({"class": type(rule).__name__, "config": rule.config}, "example")
+        SoftWeights(threshold=0.0, width=2.0)
+        >>> rule_from_config({"class": "Nope", "config": {}}, "example")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        banditlib.errors.InvalidInputError: example: unknown or malformed selection rule {'class': 'Nope', ...}: 'Nope'
+    """
     try:
         return _RULES[str(spec["class"])](**spec["config"])
     except (KeyError, TypeError) as exc:

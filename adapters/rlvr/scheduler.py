@@ -1,11 +1,11 @@
-"""The learned rollout scheduler: :class:`RolloutScheduler`.
+"""The learned rollout scheduler: [`RolloutScheduler`][banditlib.adapters.rlvr.RolloutScheduler].
 
-Each rollout is an arm described by its features (:class:`~.features.RolloutFeaturizer`); a bandit policy
-scores them; a selection rule (:mod:`~.rules`) turns the scores into the rows to train on, within each group
-and/or over the buffer of recent rounds (historical reuse); a label (:mod:`~.labels`) computed from the round
-(and the next one) teaches the policy which rollouts help. ``preset="paper"`` is CBS as published (a fixed
-per-group budget, the round's performance gain as the label); the default is the configuration that measured
-best across the simulator's verifier-fault worlds (docs/rlvr.md).
+Each rollout is an arm described by its features ([`RolloutFeaturizer`][banditlib.adapters.rlvr.RolloutFeaturizer]); a
+bandit policy scores them; a selection rule ([`rules`][banditlib.adapters.rlvr.rules]) turns the scores into the rows to
+train on, within each group and/or over the buffer of recent rounds (historical reuse); a label
+([`labels`][banditlib.adapters.rlvr.labels]) computed from the round (and the next one) teaches the policy which
+rollouts help. ``preset="paper"`` is CBS as published (a fixed per-group budget, the round's performance gain as the
+label); the default is the configuration that measured best across the simulator's verifier-fault worlds (docs/rlvr.md).
 """
 
 from __future__ import annotations
@@ -36,8 +36,13 @@ from .rules import SelectionRule, Threshold, TopFraction, rule_from_config
 __all__ = ["MODES", "PRESETS", "RolloutScheduler"]
 
 MODES = ("group", "global", "both")
+"""The scheduler's modes: ``"group"`` keeps rows of the fresh batch, no replay; ``"global"`` picks over the fresh
+batch and the buffer together; ``"both"`` applies the rule to the fresh batch, then adds buffered rollouts
+(see [`RolloutScheduler`][banditlib.adapters.rlvr.scheduler.RolloutScheduler], "Modes")."""
 REPLAYS = ("score", "priority")
 PRESETS = ("default", "paper")
+"""``"default"``: the configuration that measured best across the simulator's verifier-fault worlds;
+``"paper"``: CBS as published (the paper's ten features, a half-group budget, the round gain label)."""
 # The default policy over the default features (five 0/1 indicators + intercept) with the consistency label
 # (+1/-1 per rollout): alpha = 1 because the label has unit scale; forget = 0.99 per round follows the drift
 # of which indicators mislead as the model trains (docs/rlvr.md, the ablation).
@@ -54,23 +59,24 @@ class RolloutScheduler(Scheduler):
     """Choose which rollouts to train on with a contextual bandit that learns which rollouts help.
 
     **Presets.** ``preset="default"``: per rollout, five 0/1 indicators of a reward that may mislead
-    (:data:`~.features.DEFAULT_FEATURES`: an accepted answer that an identical finished answer of its group
-    was rejected for, a truncated rollout pushed down, an accepted rollout in a group that is rarely solved,
-    accepted, truncated) and an intercept; a LinUCB model of the self-supervised
-    :class:`~.labels.ConsistencyLabel` (does the rollout's reward agree with the verdict on identical answers
-    in its group), updated with every labelled rollout, kept or not; the :class:`~.rules.Threshold` rule
-    (keep a rollout unless its upper confidence bound is below 0: no fixed budget, so a scheduler that has
-    learned nothing keeps everything); and, in mode ``"both"``, priority replay: every kept fresh rollout
-    plus half as many buffered ones (up to 3 rounds old) that the model admits, drawn with probability
+    ([`DEFAULT_FEATURES`][banditlib.adapters.rlvr.DEFAULT_FEATURES]: an accepted answer that an identical finished
+    answer of its group was rejected for, a truncated rollout pushed down, an accepted rollout in a group that is rarely
+    solved, accepted, truncated) and an intercept; a LinUCB model of the self-supervised
+    [`ConsistencyLabel`][banditlib.adapters.rlvr.ConsistencyLabel] (does the rollout's reward agree with the verdict on
+    identical answers in its group), updated with every labelled rollout, kept or not; the
+    [`Threshold`][banditlib.adapters.rlvr.Threshold] rule (keep a rollout unless its upper confidence bound is below 0:
+    no fixed budget, so a scheduler that has learned nothing keeps everything); and, in mode ``"both"``, priority
+    replay: every kept fresh rollout plus half as many buffered ones (up to 3 rounds old) that the model admits, drawn
+        with probability
     proportional to ``sqrt(|advantage|)``. Replayed rows train off-policy against their stored behaviour
     log-probs (``RolloutBatch.logprobs``), so the training loop must carry them (the trainer adapters do);
     pass ``mode="group"`` for no replay. The consistency label needs ``RolloutBatch.answer`` (without it
     nothing is labelled and every fresh rollout is kept; a warning says so once).
 
-    ``preset="paper"``: CBS as published (the ten features of :data:`~.features.PAPER_FEATURES`, normalised;
-    LinUCB with ``alpha = 0.1``; the top half of each group; the round's performance gain
-    :class:`~.labels.RoundGain` as the label shared by every selected rollout; mode ``"group"``). Every
-    argument given explicitly replaces that part of the preset.
+    ``preset="paper"``: CBS as published (the ten features of
+    [`PAPER_FEATURES`][banditlib.adapters.rlvr.PAPER_FEATURES], normalised; LinUCB with ``alpha = 0.1``; the top half of
+    each group; the round's performance gain [`RoundGain`][banditlib.adapters.rlvr.RoundGain] as the label shared by
+    every selected rollout; mode ``"group"``). Every argument given explicitly replaces that part of the preset.
 
     **Modes** (``name`` is ``scheduler`` for the default, ``scheduler-<mode>`` for another mode, ``cbs-<mode>``
     with the paper preset):
@@ -91,16 +97,17 @@ class RolloutScheduler(Scheduler):
     fresh rows it admits in ``"global"`` mode) and adds ``reuse`` buffered rows (``round(replay_ratio * n)``
     with ``replay_ratio``, ``n`` the fresh rows kept) drawn without replacement, among the buffered rows the
     rule admits, with probability proportional to ``(|A| + 1e-6) ** replay_alpha`` (the rule of
-    :class:`~.peers.PriorityReplay`; the age cap is ``buffer_rounds - 1``).
+    [`PriorityReplay`][banditlib.adapters.rlvr.PriorityReplay]; the age cap is ``buffer_rounds - 1``).
 
     **Scoring.** One ``policy.select`` call scores every candidate of the round as one row ``(1, M, d)`` (a
     Thompson-sampling policy draws one posterior sample per round); ties are broken by a seeded generator.
 
-    **Learning.** :meth:`observe` asks the label for round ``t``'s values and updates the policy with the
-    contexts the rows had when they were scored. Per-rollout labels (``label.rows == "all"``) update with
-    every labelled fresh rollout as one decision row ``(1, n, d)`` (a forgetting policy discounts once per
-    round). A shared round label updates with the selected rows, weighted by ``weighting``: ``"round"`` gives
-    each of the ``n`` rows weight ``1/n`` (features and label scaled by ``1/sqrt(n)``, exact for the ridge
+    **Learning.** [`observe`][banditlib.adapters.rlvr.Scheduler.observe] asks the label for round ``t``'s values and
+    updates the policy with the contexts the rows had when they were scored. Per-rollout labels
+    (``label.rows == "all"``) update with every labelled fresh rollout as one decision row ``(1, n, d)`` (a forgetting
+    policy discounts once per round). A shared round label updates with the selected rows, weighted by ``weighting``:
+    ``"round"`` gives each of the ``n`` rows weight ``1/n`` (features and label scaled by ``1/sqrt(n)``, exact for the
+    ridge
     policies: the round counts as one observation); ``"row"`` passes rows unscaled (the choice for neural
     policies); ``"mean"`` updates with the mean feature vector of the selection. Default: ``"round"`` for
     ridge policies with a shared label, ``"row"`` otherwise.
@@ -120,8 +127,8 @@ class RolloutScheduler(Scheduler):
         featurizer: the rollout features (default: the preset's).
         reward: shorthand for ``label=RoundGain(reward)``: the paper's gain with its entropy term.
         seed: seed of the tie-breaking generator and of the default policy (``None``: drawn and saved).
-        rule: a :class:`~.rules.SelectionRule` (default: the preset's).
-        label: a :class:`~.labels.RolloutLabel` (default: the preset's).
+        rule: a [`SelectionRule`][banditlib.adapters.rlvr.SelectionRule] (default: the preset's).
+        label: a [`RolloutLabel`][banditlib.adapters.rlvr.RolloutLabel] (default: the preset's).
         preset: ``"default"`` or ``"paper"``.
         max_buffer_rollouts: optional cap on buffered rollouts.
         label_decay: shorthand for the round-gain label's standardisation decay, in ``[0, 1)``.
@@ -135,7 +142,7 @@ class RolloutScheduler(Scheduler):
         InvalidInputError: an argument out of range, a policy that does not fit the featurizer, or shorthands
             that contradict an explicit ``rule``/``label``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> def gen(t):  # 4 prompts x 4 rollouts; answers 0-2, so identical answers meet in a group
         ...     g = torch.Generator().manual_seed(t)
@@ -275,12 +282,14 @@ class RolloutScheduler(Scheduler):
 
     @property
     def uses_probe(self) -> bool:  # type: ignore[override]
-        """Whether the label reads a trusted probe batch (an :class:`~.labels.InfluenceLabel` that may)."""
+        """Whether the label reads a trusted probe batch (an [`InfluenceLabel`][banditlib.adapters.rlvr.InfluenceLabel]
+        that may)."""
         return isinstance(self.label, InfluenceLabel) and self.label.probe != "next"
 
     @property
     def keep_fraction(self) -> float | None:
-        """The per-group fraction of a :class:`~.rules.TopFraction` rule (``None`` for other rules)."""
+        """The per-group fraction of a [`TopFraction`][banditlib.adapters.rlvr.TopFraction] rule (``None`` for other
+        rules)."""
         return self.rule.keep_fraction if isinstance(self.rule, TopFraction) else None
 
     @property

@@ -11,7 +11,7 @@
 | ``banditlib/Classification-v0`` | both | scikit-learn's bundled datasets, reward 1 for the class |
 
 An observation ``(K, d)`` is a round's arm feature vectors (shared-parameter policies, ``arms=None``); ``(d,)``
-is one context for ``K`` fixed arms (disjoint policies, ``arms=K``). See :mod:`banditlib.envs.base` for the
+is one context for ``K`` fixed arms (disjoint policies, ``arms=K``). See `banditlib.envs.base` for the
 contract (``info["expected_rewards"]``, ``info["optimal_action"]``, seeding). Importing this module imports
 gymnasium; ``import banditlib`` does not.
 """

@@ -75,8 +75,8 @@ def sample_ball(rng: np.random.Generator, shape: tuple[int, ...], dim: int) -> A
 class BanditEnv(gym.Env[NDArray[Any], np.int64]):
     """Base class of banditlib's environments (see the module docstring for the contract).
 
-    Subclasses set ``num_arms``, ``obs_shape`` and implement :meth:`_draw_instance`, :meth:`_draw_round` and
-    :meth:`_noise_std`; the base class does the seeding, the action checks, the noise and the ``info`` dict.
+    Subclasses set ``num_arms``, ``obs_shape`` and implement `_draw_instance`, `_draw_round` and
+    `_noise_std`; the base class does the seeding, the action checks, the noise and the ``info`` dict.
 
     Args:
         num_arms: ``K``.

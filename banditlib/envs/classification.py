@@ -62,10 +62,11 @@ class ClassificationEnv(BanditEnv):
         dataset: ``"digits"`` (1797 x 64, 10 classes), ``"wine"`` (178 x 13, 3), ``"breast_cancer"``
             (569 x 30, 2) or ``"iris"`` (150 x 4, 3).
         encoding: ``"disjoint"`` or ``"shared"``.
-        standardize: standardize the columns before normalising the rows (see :func:`load_dataset`).
+        standardize: standardize the columns before normalising the rows (see
+            [`load_dataset`][banditlib.envs.classification.load_dataset]).
         instance_seed: accepted for a uniform signature; the dataset is the instance.
 
-    Example:
+    Examples:
         >>> import gymnasium as gym, banditlib.envs
         >>> env = gym.make("banditlib/Classification-v0", dataset="iris")
         >>> env.reset(seed=0)[0].shape

@@ -19,7 +19,8 @@ class LinearEnv(BanditEnv):
     ``R^d`` (so ``L = max ||x|| = 1``); ``theta*`` is uniform on the sphere of radius ``norm`` (``S``), drawn
     once per instance. Observation ``(K, d)``: the shared-parameter model (``Policy(dim=d, arms=None)``).
     With ``S = L = 1`` every mean lies in ``[-1, 1]``, the setting of the OFUL regret bound.
-    :meth:`linear_model` exposes ``theta*``, ``noise`` and ``L`` for the theory checks.
+    [`linear_model`][banditlib.envs.LinearEnv.linear_model] exposes ``theta*``, ``noise`` and ``L`` for the theory
+    checks.
 
     Args:
         d: feature dimension.
@@ -28,7 +29,7 @@ class LinearEnv(BanditEnv):
         norm: ``S = ||theta*||``, ``> 0``.
         instance_seed: fixes ``theta*`` for every reset (``None``: drawn from the reset seed).
 
-    Example:
+    Examples:
         >>> import gymnasium as gym, banditlib.envs
         >>> env = gym.make("banditlib/Linear-v0", d=3, K=5)
         >>> obs, _ = env.reset(seed=0)
@@ -75,10 +76,11 @@ class DriftingEnv(LinearEnv):
     """Linear bandit whose parameter rotates: ``theta*_t = S (cos(2 pi t / P) u + sin(2 pi t / P) v)``.
 
     ``u``, ``v`` are orthonormal, drawn once per instance, ``t`` is the round index (0 after ``reset``) and
-    ``P = period`` is the number of rounds of one full turn. Everything else is as in :class:`LinearEnv`.
-    The best arm keeps changing, so a policy must forget old data (``forget < 1``) to track it: without
-    forgetting, the ridge estimate converges to the average of ``theta*_t``, which is zero over a turn.
-    :meth:`linear_model` is ``None`` (rewards are not stationary; the theory checks do not apply).
+    ``P = period`` is the number of rounds of one full turn. Everything else is as in
+    [`LinearEnv`][banditlib.envs.LinearEnv]. The best arm keeps changing, so a policy must forget old data
+    (``forget < 1``) to track it: without forgetting, the ridge estimate converges to the average of ``theta*_t``, which
+    is zero over a turn. [`linear_model`][banditlib.envs.DriftingEnv.linear_model] is ``None`` (rewards are not
+    stationary; the theory checks do not apply).
 
     Args:
         d: feature dimension, ``>= 2``.
@@ -88,7 +90,7 @@ class DriftingEnv(LinearEnv):
         period: rounds per full rotation ``P``, ``>= 1``.
         instance_seed: fixes ``u`` and ``v`` for every reset.
 
-    Example:
+    Examples:
         >>> import gymnasium as gym, banditlib.envs
         >>> env = gym.make("banditlib/Drifting-v0", d=4, K=3, period=100)
         >>> obs, _ = env.reset(seed=1)

@@ -71,7 +71,7 @@ class QuadraticEnv(_NeuralUCBEnv):
         support: ``"ball"`` (paper, as we read it) or ``"sphere"`` for ``a`` and the contexts.
         instance_seed: fixes ``a`` and ``A`` for every reset (``None``: drawn from the reset seed).
 
-    Example:
+    Examples:
         >>> import gymnasium as gym, banditlib.envs
         >>> env = gym.make("banditlib/Quadratic-v0")
         >>> env.reset(seed=0)[0].shape
@@ -101,7 +101,7 @@ class QuadraticFormEnv(_NeuralUCBEnv):
         support: ``"ball"`` (paper, as we read it) or ``"sphere"`` for the contexts.
         instance_seed: fixes ``a`` and ``A`` for every reset.
 
-    Example:
+    Examples:
         >>> import gymnasium as gym, banditlib.envs
         >>> env = gym.make("banditlib/QuadraticForm-v0", d=3, K=2)
         >>> _ = env.reset(seed=0)
@@ -134,7 +134,7 @@ class CosineEnv(_NeuralUCBEnv):
         support: ``"ball"`` (paper, as we read it) or ``"sphere"`` for ``a`` and the contexts.
         instance_seed: fixes ``a`` and ``A`` for every reset.
 
-    Example:
+    Examples:
         >>> import gymnasium as gym, banditlib.envs
         >>> env = gym.make("banditlib/Cosine-v0", support="sphere")
         >>> env.reset(seed=0)[0].shape

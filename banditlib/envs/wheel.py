@@ -39,7 +39,7 @@ class WheelEnv(BanditEnv):
         std: noise standard deviation of every arm's reward.
         instance_seed: accepted for a uniform signature; the wheel has no hidden parameters.
 
-    Example:
+    Examples:
         >>> import gymnasium as gym, banditlib.envs
         >>> env = gym.make("banditlib/Wheel-v0", delta=0.5)
         >>> obs, _ = env.reset(seed=0)

@@ -35,17 +35,19 @@ def run_demo(
     jobs: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the default suite (:data:`DEMO_ENVS` x :data:`DEMO_POLICIES`), print the tables, write the outputs.
+    """Run the default suite (`DEMO_ENVS` x `DEMO_POLICIES`), print the tables, write the outputs.
 
     Args:
         horizon: rounds per run.
         seeds: runs per (environment, policy).
-        out: output folder for ``results.json`` and ``regret.png`` (``None``: write nothing).
+        out: output folder for ``results.json``, ``table.md`` (the printed tables) and ``regret.png``
+            (``None``: write nothing).
         jobs: worker processes (``None``: one per core).
         progress: show the progress bar.
 
     Returns:
-        The dictionary written to ``results.json`` (see :func:`banditlib.experiments.suite.run_regret`).
+        The dictionary written to ``results.json`` (see
+        [`banditlib.experiments.suite.run_regret`][banditlib.experiments.demo.run_regret]).
     """
     return run_regret(
         DEMO_ENVS,

@@ -6,7 +6,7 @@ on ``jobs`` or on the order in which workers finish. Each round the policy sees 
 array (the policies' single-row numpy path), plays ``sel.actions.item()``, and learns from the noisy reward;
 the pseudo-regret ``max_a mu_a - mu_{a_t}`` comes from ``info["expected_rewards"]``.
 
-Workers are started with ``fork`` on Linux and ``spawn`` elsewhere (see :func:`start_method`) and run with
+Workers are started with ``fork`` on Linux and ``spawn`` elsewhere (see `start_method`) and run with
 ``torch.set_num_threads(1)``: the parallelism is across runs.
 """
 
@@ -36,7 +36,7 @@ def pseudo_regret(expected: Any, actions: Any) -> NDArray[np.float64]:
     Returns:
         ``(T,)`` float64, the regret after each round.
 
-    Example:
+    Examples:
         >>> pseudo_regret([[1.0, 0.0], [0.2, 0.5], [0.3, 0.3]], [1, 1, 0]).tolist()
         [1.0, 1.0, 1.0]
     """
@@ -68,7 +68,7 @@ def play(env: Any, policy: Any, horizon: int, seed: int, *, record_features: boo
     """Play ``horizon`` rounds of ``policy`` on ``env`` after ``env.reset(seed=seed)``.
 
     Args:
-        env: a bandit environment (the :mod:`banditlib.envs` contract).
+        env: a bandit environment (the `banditlib.envs` contract).
         policy: anything with ``select(contexts)`` and ``update(contexts, actions, rewards)``.
         horizon: rounds ``T``.
         seed: the reset seed.
@@ -105,7 +105,7 @@ class Task:
 
 @dataclass(frozen=True)
 class RunResult:
-    """The outcome of one :class:`Task`.
+    """The outcome of one `Task`.
 
     Attributes:
         env: environment label.
@@ -241,10 +241,10 @@ def run_tasks(
         jobs: worker processes, ``>= 1``; capped at ``len(tasks)``.
         progress: show the progress bar (on stderr).
         worker: the function run per task (module-level, so that it pickles).
-        method: process start method (``None``: :func:`start_method`).
+        method: process start method (``None``: `start_method`).
 
     Returns:
-        One :class:`RunResult` per task, in the order of ``tasks``.
+        One `RunResult` per task, in the order of ``tasks``.
     """
     results: list[RunResult | None] = [None] * len(tasks)
     if jobs <= 1 or len(tasks) <= 1:

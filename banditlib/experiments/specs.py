@@ -3,13 +3,13 @@
 A spec is a name, optionally followed by a colon and comma-separated ``key=value`` pairs whose values are read
 as Python literals (int, float, bool, ``None``, a quoted string, a tuple or list of those such as
 ``hidden=(64,64)``) and otherwise taken as a bare string (``backend=torch``). Policies are every class of
-:func:`banditlib.policies.base.registered_policies`, addressed by their lowercase class name, so a policy
+`banditlib.policies.base.registered_policies`, addressed by their lowercase class name, so a policy
 registered later is available without edits here. Environments are gymnasium ids; a name without a namespace
 means ``banditlib/<name>``.
 
-How a policy is built for an environment (:func:`arm_model`): an observation of shape ``(K, d)`` means arm
-feature vectors, so the policy is ``cls(d, None, seed=seed, **kwargs)`` (shared-parameter model); an
-observation of shape ``(d,)`` means one context for ``K = action_space.n`` fixed arms, so it is
+How a policy is built for an environment ([`arm_model`][banditlib.experiments.specs.arm_model]): an observation of shape
+``(K, d)`` means arm feature vectors, so the policy is ``cls(d, None, seed=seed, **kwargs)`` (shared-parameter model);
+an observation of shape ``(d,)`` means one context for ``K = action_space.n`` fixed arms, so it is
 ``cls(d, K, seed=seed, **kwargs)`` (disjoint model).
 """
 
@@ -136,12 +136,12 @@ class PolicySpec:
 
 
 def parse_policy(text: str) -> PolicySpec:
-    """Parse ``"name[:key=value,...]"`` into a :class:`PolicySpec`, checking the name and the hyperparameters.
+    """Parse ``"name[:key=value,...]"`` into a `PolicySpec`, checking the name and the hyperparameters.
 
     The arguments are checked against the constructor's signature and by building the policy once
     (``dim=2``), so a bad value fails here with the policy's own message, not in a worker process.
 
-    Example:
+    Examples:
         >>> spec = parse_policy("linucb:alpha=0.5,reg=2")
         >>> spec.label, spec.kwargs
         ('LinUCB(alpha=0.5,reg=2)', {'alpha': 0.5, 'reg': 2})
@@ -195,9 +195,9 @@ class EnvSpec:
 
 
 def parse_env(text: str) -> EnvSpec:
-    """Parse ``"[namespace/]Name-vN[:key=value,...]"`` into an :class:`EnvSpec`, checking it can be made.
+    """Parse ``"[namespace/]Name-vN[:key=value,...]"`` into an `EnvSpec`, checking it can be made.
 
-    Example:
+    Examples:
         >>> spec = parse_env("Linear-v0:d=5")
         >>> spec.env_id, spec.label
         ('banditlib/Linear-v0', 'Linear-v0(d=5)')

@@ -7,7 +7,10 @@ seed) task, prints the markdown tables and writes
   "summary": [{"env", "policy", "final_regret_mean", "final_regret_std", "growth_exponent", ...}],
   "theory": [{"env", "policy", "check", "value", "bound", "passed", "formula", "reference", ...}],
   "bounds": {env: {"t", "bound_final"}}}``; ``regret`` is the cumulative pseudo-regret after each round;
-* ``DIR/regret.png``: the curves with a band over seeds and the OFUL bound (see :mod:`.plots`).
+* ``DIR/table.md``: the markdown tables exactly as printed (regret per environment and policy, then the theory
+  checks; see `banditlib.experiments.report.format_tables`);
+* ``DIR/regret.png``: the curves with a band over seeds and the OFUL bound (see `.plots`); skipped, with a note,
+  when matplotlib is not installed.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import numpy as np
 
 from banditlib import _validation as V
 from banditlib.errors import InvalidInputError
-from banditlib.experiments import report, theory
+from banditlib.experiments import INSTALL_ENVS, report, theory
 from banditlib.experiments.plots import plot_regret
 from banditlib.experiments.runner import RunResult, Task, run_tasks
 from banditlib.experiments.specs import EnvSpec, PolicySpec, parse_env, parse_policy
@@ -120,7 +123,8 @@ def run_regret(
         horizon: rounds per run ``T``.
         seeds: runs per (environment, policy).
         jobs: worker processes.
-        out: output folder for ``results.json`` and ``regret.png``, or ``None`` to write nothing.
+        out: output folder for ``results.json``, ``table.md`` (the printed tables) and ``regret.png``, or
+            ``None`` to write nothing.
         delta: failure probability of the theory checks.
         progress: show a progress bar on stderr.
         title: figure title.
@@ -185,13 +189,15 @@ def run_regret(
         "bounds": {env: {"t": int(b.shape[0]), "bound_final": float(b[-1])} for env, b in bounds.items()},
     }
     payload = _json_safe(payload)
+    tables = report.format_tables(summary, checks)
     if echo:
-        print(report.format_tables(summary, checks))
+        print(tables)
     if folder is not None:
-        (folder / "results.json").write_text(json.dumps(payload))
+        (folder / "results.json").write_text(json.dumps(payload), encoding="utf-8")
+        (folder / "table.md").write_text(tables + "\n", encoding="utf-8")
         drawn = plot_regret(report.group_curves(results), folder / "regret.png", bounds=bounds, title=title)
         if echo:
-            written = [folder / "results.json", *([folder / "regret.png"] if drawn else [])]
-            note = "" if drawn else " (install matplotlib for regret.png)"
-            print(f"\nwrote {' and '.join(map(str, written))}{note} in {wall:.0f} s of runs")
+            written = [str(folder / name) for name in ("results.json", "table.md", "regret.png")[: 3 if drawn else 2]]
+            note = "" if drawn else f" (no regret.png: matplotlib is not installed; {INSTALL_ENVS})"
+            print(f"\nwrote {', '.join(written[:-1])} and {written[-1]}{note} in {wall:.0f} s of runs")
     return payload

@@ -87,7 +87,7 @@ def confidence_radius(logdet_v: Any, d: int, reg: float, noise: float, norm_boun
     Returns:
         ``beta_t``, same shape as ``logdet_v``.
 
-    Example:
+    Examples:
         >>> round(float(confidence_radius(0.0, d=2, reg=1.0, noise=1.0, norm_bound=1.0, delta=0.05)), 4)
         3.4477
 
@@ -127,7 +127,7 @@ def oful_regret_bound(
     Returns:
         The bound, same shape as ``t``.
 
-    Example:
+    Examples:
         >>> round(float(oful_regret_bound(100, d=1, reg=1.0, noise=0.0, norm_bound=1.0, context_bound=1.0,
         ...                               delta=0.05)), 3)
         85.931
@@ -180,9 +180,9 @@ def elliptical_potential(x: Any, reg: float) -> Potential:
         reg: ``lambda > 0``.
 
     Returns:
-        A :class:`Potential`.
+        A [`Potential`][banditlib.experiments.theory.Potential].
 
-    Example:
+    Examples:
         >>> p = elliptical_potential([[1.0, 0.0], [1.0, 0.0]], reg=1.0)
         >>> p.terms.tolist(), p.holds
         ([1.0, 0.5], True)
@@ -252,9 +252,9 @@ def confidence_coverage(
         norm_bound: ``S``; ``None`` uses ``||theta*||``.
 
     Returns:
-        A :class:`Coverage`.
+        A [`Coverage`][banditlib.experiments.theory.Coverage].
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> rng = np.random.default_rng(0)
         >>> x = rng.normal(size=(200, 3)); theta = np.array([0.6, 0.0, -0.8])

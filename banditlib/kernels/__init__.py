@@ -1,7 +1,7 @@
 """Scoring hot paths: per op a torch reference (also the CPU path), a Triton kernel, and a dispatcher.
 
 Kernels hold no state and never validate user input: the policies do that at their boundary. Every
-dispatcher takes ``backend="auto" | "torch" | "triton"`` (see :mod:`banditlib.kernels.dispatch`). Triton is
+dispatcher takes ``backend="auto" | "torch" | "triton"`` (see `banditlib.kernels.dispatch`). Triton is
 imported lazily, on the first Triton call.
 """
 

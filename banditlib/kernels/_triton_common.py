@@ -1,7 +1,7 @@
 """Helpers for the Triton kernels; importing this module imports triton.
 
 Autotuning needs a GPU to time configurations on, so under the interpreter (``TRITON_INTERPRET=1``) kernels
-are not autotuned and :func:`launch` passes one fixed configuration instead. Whether a kernel is interpreted
+are not autotuned and `launch` passes one fixed configuration instead. Whether a kernel is interpreted
 is decided when its module is imported, so set ``TRITON_INTERPRET`` before the first Triton call.
 """
 

@@ -1,4 +1,5 @@
-"""Triton kernel for the linear scores; imports triton (see :mod:`banditlib.kernels.linear_score`)."""
+"""Triton kernel for the linear scores; imports triton (see
+[`banditlib.kernels.linear_score`][banditlib.kernels.linear_score])."""
 
 from __future__ import annotations
 

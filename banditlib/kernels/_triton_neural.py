@@ -1,4 +1,5 @@
-"""Triton kernel for the diagonal neural bonus; imports triton (see :mod:`banditlib.kernels.neural_bonus`)."""
+"""Triton kernel for the diagonal neural bonus; imports triton (see
+[`banditlib.kernels.neural_bonus`][banditlib.kernels.neural_bonus])."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Triton kernel for masked top-k; imports triton (see :mod:`banditlib.kernels.topk`)."""
+"""Triton kernel for masked top-k; imports triton (see [`banditlib.kernels.topk`][banditlib.kernels.topk])."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 ``backend="auto"`` runs Triton when the tensors are on a CUDA device, their dtype is one the kernels take
 (float32, bfloat16) and triton imports; the torch path otherwise. ``backend="torch"`` always runs torch.
-``backend="triton"`` runs Triton or raises :class:`~banditlib.errors.BackendUnavailableError`: it is never
+``backend="triton"`` runs Triton or raises [`BackendUnavailableError`][banditlib.BackendUnavailableError]: it is never
 answered by a silent fallback. With the environment variable ``TRITON_INTERPRET=1`` the Triton kernels run on
 CPU tensors through Triton's interpreter (slow; that is how CI tests them without a GPU). Triton is imported
 only here, lazily, so ``import banditlib`` never loads it.

@@ -4,7 +4,7 @@
 model (one ``theta`` and ``A^-1`` for all rows) and for disjoint arms (one per arm, every row against every
 arm). Three layers per op: ``<op>_torch`` (the reference and the CPU path, in row chunks that stay in
 cache), ``<op>_triton`` (the fused kernel: ``X A^-1`` is formed tile by tile in registers and reduced at
-once, never written to memory) and ``<op>`` (the dispatcher, see :mod:`banditlib.kernels.dispatch`).
+once, never written to memory) and ``<op>`` (the dispatcher, see `banditlib.kernels.dispatch`).
 
 Dtypes: float32 and bfloat16 inputs accumulate and return float32 on both paths; float64 inputs stay
 float64 (torch path only).
@@ -94,7 +94,8 @@ def disjoint_score_torch(
 
 
 def shared_score_triton(X: torch.Tensor, A_inv: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shared-parameter score, fused Triton kernel (same contract as :func:`shared_score_torch`, float32 out)."""
+    """Shared-parameter score, fused Triton kernel (same contract as
+    [`shared_score_torch`][banditlib.kernels.shared_score_torch], float32 out)."""
     from banditlib.kernels._triton_linear import linear_score_launch
 
     mean, var = linear_score_launch(X, A_inv.unsqueeze(0), theta.unsqueeze(0))
@@ -104,7 +105,8 @@ def shared_score_triton(X: torch.Tensor, A_inv: torch.Tensor, theta: torch.Tenso
 def disjoint_score_triton(
     X: torch.Tensor, A_inv: torch.Tensor, theta: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Disjoint-arm score, fused Triton kernel (same contract as :func:`disjoint_score_torch`, float32 out)."""
+    """Disjoint-arm score, fused Triton kernel (same contract as
+    [`disjoint_score_torch`][banditlib.kernels.disjoint_score_torch], float32 out)."""
     from banditlib.kernels._triton_linear import linear_score_launch
 
     return linear_score_launch(X, A_inv, theta)
@@ -113,9 +115,9 @@ def disjoint_score_triton(
 def shared_score(
     X: torch.Tensor, A_inv: torch.Tensor, theta: torch.Tensor, *, backend: str = "auto"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shared-parameter score on the backend :func:`~banditlib.kernels.dispatch.resolve_backend` picks.
+    """Shared-parameter score on the backend [`resolve_backend`][banditlib.kernels.resolve_backend] picks.
 
-    Example:
+    Examples:
         >>> import torch
         >>> mean, var = shared_score(torch.ones(3, 2), torch.eye(2), torch.tensor([1.0, 2.0]), backend="torch")
         >>> mean.tolist(), var.tolist()
@@ -129,7 +131,7 @@ def shared_score(
 def disjoint_score(
     X: torch.Tensor, A_inv: torch.Tensor, theta: torch.Tensor, *, backend: str = "auto"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Disjoint-arm score on the backend :func:`~banditlib.kernels.dispatch.resolve_backend` picks."""
+    """Disjoint-arm score on the backend [`resolve_backend`][banditlib.kernels.resolve_backend] picks."""
     if resolve_backend(backend, X, what="disjoint_score") == "triton":
         return disjoint_score_triton(X, A_inv, theta)
     return disjoint_score_torch(X, A_inv, theta)

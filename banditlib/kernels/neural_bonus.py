@@ -6,7 +6,7 @@ the ``(out, in)`` matrix ``Z_inv`` of reciprocals), that layer's share of ``g^T 
 
     sum_o sum_i delta_no^2 Z_inv_oi h_ni^2 = sum_o delta_no^2 (h_n^2 @ Z_inv^T)_o,
 
-so one ordinary forward and backward pass over a batch yields every sample's bonus (DESIGN section 4). The
+so one ordinary forward and backward pass over a batch yields every sample's bonus (see docs/neural.md). The
 bias of the layer, whose gradient is ``delta``, is the case ``h = 1``: pass a column of ones or add
 ``delta^2 @ z_bias_inv`` separately. The Triton kernel fuses both products and the reduction, never writing
 ``h^2 @ Z_inv^T``.
@@ -38,16 +38,17 @@ def neural_bonus_torch(delta: torch.Tensor, h: torch.Tensor, Z_inv: torch.Tensor
 
 
 def neural_bonus_triton(delta: torch.Tensor, h: torch.Tensor, Z_inv: torch.Tensor) -> torch.Tensor:
-    """Diagonal bonus of one layer, fused Triton kernel (same contract as :func:`neural_bonus_torch`)."""
+    """Diagonal bonus of one layer, fused Triton kernel (same contract as
+    [`neural_bonus_torch`][banditlib.kernels.neural_bonus_torch])."""
     from banditlib.kernels._triton_neural import neural_bonus_launch
 
     return neural_bonus_launch(delta, h, Z_inv)
 
 
 def neural_bonus(delta: torch.Tensor, h: torch.Tensor, Z_inv: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
-    """Diagonal bonus of one layer on the backend :func:`~banditlib.kernels.dispatch.resolve_backend` picks.
+    """Diagonal bonus of one layer on the backend [`resolve_backend`][banditlib.kernels.resolve_backend] picks.
 
-    Example:
+    Examples:
         >>> import torch
         >>> delta, h, Z_inv = torch.ones(2, 3), torch.full((2, 4), 2.0), torch.full((3, 4), 0.5)
         >>> neural_bonus(delta, h, Z_inv, backend="torch").tolist()  # 3 outputs * 4 inputs * 4 * 0.5

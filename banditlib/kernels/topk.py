@@ -3,7 +3,7 @@
 ``values, indices = topk(where(mask, scores, -inf), k)`` per row. Positions whose value is ``-inf`` (rows
 with fewer than ``k`` available arms) carry unspecified, in-range indices. Among equal values the Triton
 kernel returns the lowest index first; ``torch.topk`` does not specify an order (callers that care about
-ties, like :meth:`banditlib.Policy.select`, resolve them themselves).
+ties, like [`banditlib.Policy.select`][banditlib.Policy.select], resolve them themselves).
 
 The Triton kernel reads each row once, applies the mask in registers and selects by ``k`` rounds of
 max/argmin-index, one program per row and chunk of up to 4,096 arms; longer rows take a second pass over
@@ -44,7 +44,8 @@ def masked_topk_torch(
 def masked_topk_triton(
     scores: torch.Tensor, k: int, mask: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Masked top-k, fused Triton kernel (same contract as :func:`masked_topk_torch`; float32 values)."""
+    """Masked top-k, fused Triton kernel (same contract as [`masked_topk_torch`][banditlib.kernels.masked_topk_torch];
+    float32 values)."""
     if k > MAX_TRITON_K:
         values, indices = masked_topk_torch(scores.float(), k, mask)
         return values, indices
@@ -56,9 +57,9 @@ def masked_topk_triton(
 def masked_topk(
     scores: torch.Tensor, k: int, mask: torch.Tensor | None = None, *, backend: str = "auto"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Masked top-k on the backend :func:`~banditlib.kernels.dispatch.resolve_backend` picks.
+    """Masked top-k on the backend [`resolve_backend`][banditlib.kernels.resolve_backend] picks.
 
-    Example:
+    Examples:
         >>> import torch
         >>> s = torch.tensor([[0.1, 0.9, 0.5, 0.7]])
         >>> m = torch.tensor([[True, False, True, True]])

@@ -1,4 +1,4 @@
-"""Bandit policies: one algorithm per module, all behind the :class:`~banditlib.policies.base.Policy` API."""
+"""Bandit policies: one algorithm per module, all behind the [`Policy`][banditlib.Policy] API."""
 
 from __future__ import annotations
 

@@ -3,9 +3,10 @@
 For a layer ``y = W h + c`` the gradient of the network output ``f`` with respect to ``W`` for one sample is
 ``delta h^T`` with ``delta = df/dy``, and with respect to ``c`` it is ``delta``. Samples do not interact in
 the forward pass, so one ordinary backward pass of ``sum_n f_n`` yields every sample's ``delta`` at once:
-:func:`gradient_pieces` returns ``(h_l, delta_l)`` per layer, from which the diagonal bonus, the diagonal
+`gradient_pieces` returns ``(h_l, delta_l)`` per layer, from which the diagonal bonus, the diagonal
 ``Z`` update and last-layer gradients follow by small matrix products, without any per-sample gradient
-tensor of size ``(N, p)`` and without a backward pass per arm (DESIGN section 4).
+tensor of size ``(N, p)`` and without a backward pass per arm (docs/neural.md, "The trick that removes the per-arm
+backward pass").
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class MLP(nn.Module):
     Args:
         dim: input dimension.
         hidden: widths of the hidden layers (may be empty: a linear model).
-        activation: a name in :data:`ACTIVATIONS`.
+        activation: a name in `ACTIVATIONS`.
         generator: seeds the initial weights.
         dtype, device: of the parameters.
     """

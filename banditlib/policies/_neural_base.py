@@ -15,7 +15,7 @@
   loss estimates the paper's objective over ``n``) or Adam's weight decay ``reg`` for ``loss="weight_decay"``
   (the reference code's choice). Adam's moments are buffers, so ``save`` / ``load`` restores them.
   A step that makes the parameters non-finite is rolled back, with the rest of the call, and raises
-  :class:`~banditlib.errors.NumericalError`.
+  [`NumericalError`][banditlib.NumericalError].
 """
 
 from __future__ import annotations
@@ -172,9 +172,9 @@ class _NeuralPolicy(Policy):
         self._invalidate_caches()
 
     def _check_usable(self, stats: dict[str, torch.Tensor], trained: bool = False) -> None:
-        """Raise :class:`InvalidInputError` if what an update would commit is not finite: finite inputs can still
-        overflow (a context of 1e20 is squared into ``Z`` in float32; rewards near 1e20 square into Adam's second
-        moment), and a policy holding such a state could never select again."""
+        """Raise [`InvalidInputError`][banditlib.InvalidInputError] if what an update would commit is not finite: finite
+        inputs can still overflow (a context of 1e20 is squared into ``Z`` in float32; rewards near 1e20 square into
+        Adam's second moment), and a policy holding such a state could never select again."""
         bad = [name for name, value in stats.items() if not V.all_finite(value)]
         if trained:
             names = ("network parameters", "adam_m_", "adam_v_")

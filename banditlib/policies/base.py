@@ -27,7 +27,7 @@ from torch import nn
 from banditlib import _random, linalg
 from banditlib import _validation as V
 from banditlib._io import parse_json, read_tensors, write_tensors
-from banditlib.errors import InvalidInputError, NumericalError
+from banditlib.errors import BackendUnavailableError, InvalidInputError, NumericalError
 from banditlib.kernels import masked_topk, resolve_backend
 from banditlib.policies import _online
 
@@ -66,13 +66,19 @@ def _locked(fn: F) -> F:
 
 @dataclass(frozen=True)
 class Selection:
-    """What :meth:`Policy.select` returns.
+    """What [`Policy.select`][banditlib.Policy.select] returns.
 
     Attributes:
         actions: ``(B, k)`` int64 chosen arm indices per row, best first.
         scores: ``(B, K)`` the index the rule ranks by (UCB, sampled value, ...); ``-inf`` where masked.
         mean: ``(B, K)`` predicted reward.
         bonus: ``(B, K)`` exploration term, ``scores = mean + bonus`` where unmasked (zero for greedy rules).
+
+    Examples:
+        >>> import torch, banditlib
+        >>> sel = banditlib.LinUCB(dim=2, seed=0).select(torch.eye(2).expand(3, 2, 2), k=1)
+        >>> sel.actions.shape, sel.scores.shape, bool(torch.equal(sel.scores, sel.mean + sel.bonus))
+        (torch.Size([3, 1]), torch.Size([3, 2]), True)
     """
 
     actions: torch.Tensor
@@ -96,8 +102,20 @@ class Policy(nn.Module):
         seed: seed of the policy's own generator (``None``: drawn from the operating system and saved with
             the state, so a loaded policy continues the same stream).
         dtype: ``torch.float32`` or ``torch.float64``, the dtype of the state and of the outputs.
-        device: where the state lives and the outputs are returned.
+        device: where the state lives and the outputs are returned; a device this machine cannot use
+            (``"cuda"`` without CUDA) raises [`BackendUnavailableError`][banditlib.BackendUnavailableError].
         backend: ``"auto"``, ``"torch"`` or ``"triton"`` for the scoring kernels.
+
+    Examples:
+        Every policy is used the same way: score a batch of rounds, play, learn from the rewards.
+
+        >>> import torch, banditlib
+        >>> policy = banditlib.LinUCB(dim=3, arms=4, seed=0)   # 4 disjoint arms, contexts (B, 3)
+        >>> contexts = torch.randn(8, 3)
+        >>> sel = policy.select(contexts)
+        >>> policy.update(contexts, sel.actions, torch.rand(8, 1))
+        >>> isinstance(policy, banditlib.Policy), policy.config["arms"]
+        (True, 4)
     """
 
     # Buffers kept in float64 whatever the policy's dtype (accumulated sums; see policies/ridge.py).
@@ -188,7 +206,8 @@ class Policy(nn.Module):
             mask: optional ``(B, K)`` bool, ``True`` where an arm is available; each row needs ``>= k``.
 
         Returns:
-            A :class:`Selection`; ``actions`` ``(B, k)`` best first, ties broken by the policy's generator.
+            A [`Selection`][banditlib.Selection]; ``actions`` ``(B, k)`` best first, ties broken by the policy's
+            generator.
 
         Raises:
             InvalidInputError: bad shapes, dtypes, non-finite values, ``k`` out of range, rows with fewer
@@ -238,7 +257,7 @@ class Policy(nn.Module):
         Each row is one round; with forgetting (``forget < 1``) the statistics are discounted once per row.
 
         Args:
-            contexts: the contexts given to :meth:`select`: ``(B, K, d)`` or ``(B, d)``.
+            contexts: the contexts given to [`select`][banditlib.Policy.select]: ``(B, K, d)`` or ``(B, d)``.
             actions: ``(B, k)`` integer arm indices, distinct within a row.
             rewards: ``(B, k)`` observed rewards of those arms.
 
@@ -313,8 +332,8 @@ class Policy(nn.Module):
         return np.dtype(np.float64 if self.dtype == torch.float64 else np.float32)
 
     def _select_row(self, x: np.ndarray, k: int) -> Selection | None:
-        """:meth:`select` for one row on the CPU (see ``policies/_online.py``); ``None`` hands the call to the
-        batched path (non-finite scores, from a non-finite context or a degenerate state)."""
+        """[`select`][banditlib.Policy.select] for one row on the CPU (see ``policies/_online.py``); ``None`` hands the
+        call to the batched path (non-finite scores, from a non-finite context or a degenerate state)."""
         if not self._scores_use_contexts and not np.isfinite(x).all():
             return None
         counter = self._state_views()["rng_counter"]
@@ -334,7 +353,8 @@ class Policy(nn.Module):
         )
 
     def _update_row(self, contexts: Any, actions: Any, rewards: Any) -> bool:
-        """:meth:`update` for one valid row on the CPU; ``False`` when the batched path must handle it."""
+        """[`update`][banditlib.Policy.update] for one valid row on the CPU; ``False`` when the batched path must handle
+        it."""
         x = _online.as_row(contexts, self.dim, self.arms is None, self._np_dtype)
         if x is None:
             return False
@@ -374,11 +394,11 @@ class Policy(nn.Module):
         raise NotImplementedError
 
     def _score_row(self, x: np.ndarray, row: int) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_score` for one row in numpy: ``x`` ``(d,)`` or ``(K, d)`` -> mean and bonus ``(K,)``."""
+        """`_score` for one row in numpy: ``x`` ``(d,)`` or ``(K, d)`` -> mean and bonus ``(K,)``."""
         raise NotImplementedError
 
     def _learn_row(self, x: np.ndarray, models: np.ndarray, rewards: np.ndarray) -> bool:
-        """:meth:`_learn` for one round in numpy: ``x`` ``(n, d)``, distinct ``models`` ``(n,)``, ``rewards``
+        """`_learn` for one round in numpy: ``x`` ``(n, d)``, distinct ``models`` ``(n,)``, ``rewards``
         ``(n,)``. Returns ``False`` (changing nothing) when the batched path must do it."""
         return False
 
@@ -481,7 +501,14 @@ class Policy(nn.Module):
     # ------------------------------------------------------------------------------------------ state
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Policy:
-        probe = fn(torch.empty(0, dtype=self.dtype, device=self.device))
+        try:
+            probe = fn(torch.empty(0, dtype=self.dtype, device=self.device))
+        except (AssertionError, RuntimeError, NotImplementedError) as exc:  # .to("cuda") on a machine without
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0]  # CUDA: torch's bare AssertionError
+            raise BackendUnavailableError(
+                f"{type(self).__name__}.to(): cannot move the state there ({reason}); the state is unchanged, "
+                f"keep the policy on {self.device} or on a device this machine has."
+            ) from None
         if probe.dtype not in V.SUPPORTED_DTYPES:
             raise InvalidInputError(
                 f"{type(self).__name__}: cannot convert the state to {probe.dtype}; float32 and float64 are supported."
@@ -546,10 +573,10 @@ class Policy(nn.Module):
     def load(
         cls: type[P], path: str | os.PathLike[str], *, device: torch.device | str = "cpu", backend: str | None = None
     ) -> P:
-        """Rebuild a policy saved by :meth:`save`; it makes the same decisions as the saved one.
+        """Rebuild a policy saved by [`save`][banditlib.Policy.save]; it makes the same decisions as the saved one.
 
         Reading never executes code from the file: only classes of banditlib can be named by it. The file is
-        checked before anything is allocated for it (see :func:`banditlib._io.read_tensors` for the limits on
+        checked before anything is allocated for it (see `banditlib._io.read_tensors` for the limits on
         the file itself): the constructor arguments it names must produce exactly the state it holds (built
         first on torch's ``meta`` device, which allocates nothing, so a 1 KB file asking for ``dim = 20000``
         is refused at no cost), and the state must pass the policy's invariants (finite values, non-negative
@@ -565,6 +592,7 @@ class Policy(nn.Module):
             InvalidInputError: the file is corrupted, foreign, holds a policy of another class, names arguments
                 that do not fit its state, holds a state that breaks the policy's invariants, or a backend that
                 cannot run on ``device``.
+            BackendUnavailableError: ``device`` is one this machine cannot use (``"cuda"`` without CUDA).
         """
         where = f"{cls.__name__}.load()"
         tensors, meta = read_tensors(path, where, require_checksum=lambda m: m.get("format_version") != "1")
@@ -607,10 +635,11 @@ def build_for_state(
         InvalidInputError: arguments that do not fit ``target`` or the state, or an unusable backend.
     """
     name = target.__name__
-    if config.get("backend") == "triton" and torch.device(device).type != "cuda":
+    device = V.check_device(device, where)
+    if config.get("backend") == "triton" and device.type != "cuda":
         raise InvalidInputError(
             f"{where}: the policy was saved with backend='triton', which runs on CUDA only; load it with "
-            f"backend='auto' (or 'torch') to use it on {torch.device(device)}."
+            f"backend='auto' (or 'torch') to use it on {device}."
         )
     try:
         shell = target(**config, seed=0, dtype=dtype, device="meta")
@@ -632,10 +661,31 @@ def build_for_state(
 
 
 def registered_policies() -> dict[str, type[Policy]]:
-    """Every public policy class by name (what :func:`load` can rebuild and the common checks cover)."""
+    """Every public policy class by name (what [`load`][banditlib.load] can rebuild and the common checks cover)."""
     return dict(_REGISTRY)
 
 
 def load(path: str | os.PathLike[str], *, device: torch.device | str = "cpu") -> Policy:
-    """Load any policy saved by :meth:`Policy.save`, whatever its class."""
+    """Load any policy saved by [`Policy.save`][banditlib.Policy.save], whatever its class.
+
+    Args:
+        path: the file written by ``save``.
+        device: where to put the loaded state.
+
+    Returns:
+        The policy, of the class that saved it, making the same decisions as the saved one.
+
+    Raises:
+        InvalidInputError: the file is missing, not a banditlib policy, malformed or fails its checks.
+
+    Examples:
+        >>> import tempfile, pathlib, torch, banditlib
+        >>> policy = banditlib.LinTS(dim=2, seed=0)
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "policy.safetensors"
+        >>> policy.save(path)
+        >>> back = banditlib.load(path)
+        >>> type(back).__name__, torch.equal(back.select(torch.ones(1, 3, 2)).scores,
+        ...                                  policy.select(torch.ones(1, 3, 2)).scores)
+        ('LinTS', True)
+    """
     return Policy.load(path, device=device)

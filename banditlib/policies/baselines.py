@@ -27,7 +27,7 @@ class Greedy(_RidgePolicy):
         device: device of the state and outputs.
         backend: ``"auto"``, ``"torch"`` or ``"triton"`` for the scoring kernels and top-k.
 
-    Example:
+    Examples:
         >>> import torch, banditlib
         >>> policy = banditlib.Greedy(dim=2, arms=3, seed=0)
         >>> policy.update(torch.ones(1, 2), torch.tensor([[2]]), torch.tensor([[1.0]]))
@@ -80,7 +80,7 @@ class EpsilonGreedy(_RidgePolicy):
         device: device of the state and outputs.
         backend: ``"auto"``, ``"torch"`` or ``"triton"`` for the scoring kernels and top-k.
 
-    Example:
+    Examples:
         >>> import torch, banditlib
         >>> policy = banditlib.EpsilonGreedy(dim=2, arms=4, epsilon=1.0, seed=0)
         >>> policy.select(torch.ones(3, 2), k=2).actions.shape
@@ -147,7 +147,7 @@ class Random(Policy):
         device: device of the outputs.
         backend: ``"auto"``, ``"torch"`` or ``"triton"`` for the top-k selection.
 
-    Example:
+    Examples:
         >>> import torch, banditlib
         >>> banditlib.Random(dim=2, arms=5, seed=1).select(torch.zeros(2, 2), k=3).actions.shape
         torch.Size([2, 3])

@@ -5,7 +5,7 @@
   parameters, mean-pooled over blocks of ``pool`` consecutive entries, and regresses the residual
   ``r - f1(x)`` observed when the arm was played: the "potential gain" of an arm over the current estimate.
   The gradient is assembled from the per-layer pieces of one backward pass over all arms
-  (:func:`banditlib.policies._network.gradient_pieces`); no per-arm backward pass.
+  (`banditlib.policies._network.gradient_pieces`); no per-arm backward pass.
 * The decision-maker: ``decision="linear"`` scores ``f1 + explore_weight * f2``; ``decision="neural"`` trains a
   small network ``f3([f1, f2])`` (one hidden layer of 20) to predict the reward from the two scores and uses it
   once ``decision_warmup`` observations have been seen (the linear rule before).
@@ -36,7 +36,7 @@ STREAM_EXPLORE_NET, STREAM_DECIDE_NET = 5, 6
 
 
 class EENet(_NeuralPolicy):
-    """EE-Net (see :mod:`banditlib.policies.eenet`): ``f1(x)`` plus a learned potential gain ``f2(pool(grad f1))``.
+    """EE-Net (see `banditlib.policies.eenet`): ``f1(x)`` plus a learned potential gain ``f2(pool(grad f1))``.
 
     ``mean`` is ``f1``; ``bonus`` is ``explore_weight * f2`` (linear decision-maker) or ``f3 - f1`` (neural).
 
@@ -63,7 +63,7 @@ class EENet(_NeuralPolicy):
         device: device of the networks and state.
         backend: ``"auto"``, ``"torch"`` or ``"triton"`` for top-k.
 
-    Example:
+    Examples:
         >>> import torch, banditlib
         >>> policy = banditlib.EENet(dim=3, hidden=(8,), seed=0)
         >>> policy.select(torch.randn(2, 5, 3), k=2).actions.shape

@@ -16,7 +16,7 @@ class LinUCB(_RidgePolicy):
     """LinUCB: ridge regression plus an upper-confidence bonus.
 
     ``score(x) = x^T theta + alpha * sqrt(x^T A^-1 x)``, with ``A = reg I + sum x x^T`` and
-    ``theta = A^-1 sum r x`` per model (see :mod:`banditlib.policies.ridge` for forgetting).
+    ``theta = A^-1 sum r x`` per model (see `banditlib.policies.ridge` for forgetting).
 
     Args:
         dim: feature dimension ``d``.
@@ -31,7 +31,7 @@ class LinUCB(_RidgePolicy):
         device: device of the state and outputs.
         backend: ``"auto"``, ``"torch"`` or ``"triton"`` for the scoring kernels.
 
-    Example:
+    Examples:
         >>> import torch, banditlib
         >>> policy = banditlib.LinUCB(dim=3, arms=2, alpha=1.0, seed=0)
         >>> x = torch.tensor([[1.0, 0.0, 0.0]])
@@ -97,7 +97,7 @@ class LinTS(_RidgePolicy):
         device: device of the state and outputs.
         backend: ``"auto"``, ``"torch"`` or ``"triton"`` for the scoring kernels.
 
-    Example:
+    Examples:
         >>> import torch, banditlib
         >>> policy = banditlib.LinTS(dim=2, scale=0.5, seed=3)
         >>> sel = policy.select(torch.ones(4, 5, 2))
@@ -142,7 +142,7 @@ class LinTS(_RidgePolicy):
         return self._chol
 
     def _cholesky_row(self) -> np.ndarray:
-        """:meth:`_cholesky` in numpy, for the single-row path (LAPACK without torch's dispatch cost)."""
+        """`_cholesky` in numpy, for the single-row path (LAPACK without torch's dispatch cost)."""
         if self._chol_np is None:
             try:
                 self._chol_np = np.linalg.cholesky(self._state_views()["A_inv_"][0].astype(np.float64)).astype(

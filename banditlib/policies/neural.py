@@ -8,7 +8,7 @@ NeuralUCB scores ``f(x) + gamma sqrt(g^T Z^-1 g)`` and NeuralTS samples ``N(f(x)
 ``z="diag"`` (default) keeps the exact diagonal of ``Z`` over all parameters, as the published reference code
 does; per layer ``y = W h + c`` the bonus is ``sum delta^2 Z_W^-1 h^2 + delta^2 . Z_c^-1`` and the update of
 the diagonal is ``(delta^2)^T h^2``, both from one forward and one backward pass over all arms (see
-:mod:`banditlib.policies._network`). ``z="last_layer"`` keeps the full matrix over the output layer's
+`banditlib.policies._network`). ``z="last_layer"`` keeps the full matrix over the output layer's
 weights and bias, whose gradient is ``[h_L, 1]`` (the last hidden features), by Sherman-Morrison/Woodbury
 with an exact refresh when the drift check fails.
 
@@ -104,7 +104,9 @@ class _GradientBandit(_NeuralPolicy):
         return f.view(B, -1), var.clamp_min(0.0).view(B, -1)
 
 
-_DOC_ARGS = """
+class NeuralUCB(_GradientBandit):
+    """NeuralUCB: ``score(x) = f(x) + gamma sqrt(g(x)^T Z^-1 g(x))`` (see `banditlib.policies.neural`).
+
     Args:
         dim: context dimension ``d``.
         arms: ``None`` (shared-parameter model: contexts ``(B, K, d)``, one feature vector per arm) or the
@@ -112,6 +114,7 @@ _DOC_ARGS = """
         hidden: hidden layer widths.
         activation: ``"relu"``, ``"tanh"``, ``"gelu"``, ``"sigmoid"``, ``"elu"``, ``"leaky_relu"`` or
             ``"softplus"``.
+        gamma: width of the confidence bonus, ``>= 0``.
         reg: ``lambda > 0``: the prior ``Z = lambda I`` and the regulariser's weight.
         z: ``"diag"`` (exact diagonal of ``Z`` over all parameters) or ``"last_layer"`` (full ``Z`` over the
             output layer).
@@ -125,17 +128,8 @@ _DOC_ARGS = """
         dtype: ``torch.float32`` or ``torch.float64``.
         device: device of the network and state.
         backend: ``"auto"``, ``"torch"`` or ``"triton"`` for the bonus kernel and top-k.
-"""
 
-
-class NeuralUCB(_GradientBandit):
-    __doc__ = (
-        """NeuralUCB: ``score(x) = f(x) + gamma sqrt(g(x)^T Z^-1 g(x))`` (see :mod:`banditlib.policies.neural`).
-"""
-        + _DOC_ARGS
-        + """        gamma: width of the confidence bonus, ``>= 0``.
-
-    Example:
+    Examples:
         >>> import torch, banditlib
         >>> policy = banditlib.NeuralUCB(dim=3, hidden=(16,), seed=0)
         >>> sel = policy.select(torch.randn(2, 5, 3), k=2)
@@ -144,8 +138,7 @@ class NeuralUCB(_GradientBandit):
 
     References:
         Zhou, Li, Gu. Neural Contextual Bandits with UCB-based Exploration. ICML 2020.
-"""
-    )
+    """
 
     def __init__(
         self,
@@ -182,14 +175,32 @@ class NeuralUCB(_GradientBandit):
 
 
 class NeuralTS(_GradientBandit):
-    __doc__ = (
-        """NeuralTS: each arm's score is a draw from ``N(f(x), nu^2 g(x)^T Z^-1 g(x))``, independent across arms and
-    rows (see :mod:`banditlib.policies.neural`).
-"""
-        + _DOC_ARGS
-        + """        nu: scale of the posterior, ``>= 0``.
+    """NeuralTS: each arm's score is a draw from ``N(f(x), nu^2 g(x)^T Z^-1 g(x))``, independent across arms and
+    rows (see `banditlib.policies.neural`).
 
-    Example:
+    Args:
+        dim: context dimension ``d``.
+        arms: ``None`` (shared-parameter model: contexts ``(B, K, d)``, one feature vector per arm) or the
+            number of disjoint arms ``K`` (contexts ``(B, d)``, block-encoded into ``K d`` network inputs).
+        hidden: hidden layer widths.
+        activation: ``"relu"``, ``"tanh"``, ``"gelu"``, ``"sigmoid"``, ``"elu"``, ``"leaky_relu"`` or
+            ``"softplus"``.
+        nu: scale of the posterior, ``>= 0``.
+        reg: ``lambda > 0``: the prior ``Z = lambda I`` and the regulariser's weight.
+        z: ``"diag"`` (exact diagonal of ``Z`` over all parameters) or ``"last_layer"`` (full ``Z`` over the
+            output layer).
+        lr: Adam's learning rate.
+        train_every: observations between training rounds.
+        train_steps: Adam steps per training round (0: never train).
+        batch_size: minibatch size.
+        history: capacity of the ring buffer of observations the network is trained on.
+        loss: ``"anchor"`` (pull toward the initial parameters, the paper's) or ``"weight_decay"``.
+        seed: seeds the initial weights, the minibatches, the samples and tie-breaking.
+        dtype: ``torch.float32`` or ``torch.float64``.
+        device: device of the network and state.
+        backend: ``"auto"``, ``"torch"`` or ``"triton"`` for the bonus kernel and top-k.
+
+    Examples:
         >>> import torch, banditlib
         >>> policy = banditlib.NeuralTS(dim=3, arms=4, hidden=(16,), seed=0)
         >>> policy.select(torch.randn(2, 3)).actions.shape
@@ -197,8 +208,7 @@ class NeuralTS(_GradientBandit):
 
     References:
         Zhang, Zhou, Li, Gu. Neural Thompson Sampling. ICLR 2021.
-"""
-    )
+    """
 
     def __init__(
         self,

@@ -4,7 +4,7 @@ With ``phi(x) = [h_L(x), 1]`` the last hidden layer's activations and a constant
 statistics over ``phi`` (``A = reg I + sum phi phi^T``, ``b = sum r phi``, ``theta = A^-1 b``) and score
 ``phi^T theta + alpha sqrt(phi^T A^-1 phi)`` (UCB) or ``phi^T theta~`` with one ``theta~ ~ N(theta, scale^2
 A^-1)`` per row (TS). The network is trained by regression on the history (see
-:mod:`banditlib.policies._neural_base`); whenever a training round changes the representation, the linear
+`banditlib.policies._neural_base`); whenever a training round changes the representation, the linear
 statistics are rebuilt from the whole history under the new ``phi``, so they never mix features of two
 different networks. Between training rounds they are kept by Sherman-Morrison/Woodbury updates.
 """
@@ -84,13 +84,16 @@ class _NeuralLinear(_NeuralPolicy):
         return mean.view(B, -1).to(self.dtype), var.clamp_min(0.0).view(B, -1).to(self.dtype)
 
 
-_DOC_ARGS = """
+class NeuralLinUCB(_NeuralLinear):
+    """NeuralLinUCB: LinUCB over learned features, ``phi^T theta + alpha sqrt(phi^T A^-1 phi)``.
+
     Args:
         dim: context dimension ``d``.
         arms: ``None`` (shared-parameter model: contexts ``(B, K, d)``) or the number of disjoint arms ``K``
             (contexts ``(B, d)``, block-encoded into ``K d`` network inputs).
         hidden: hidden layer widths (the last one is the feature dimension).
-        activation: the hidden layers' activation (see :class:`banditlib.NeuralUCB`).
+        activation: the hidden layers' activation (see [`banditlib.NeuralUCB`][banditlib.NeuralUCB]).
+        alpha: width of the confidence bonus, ``>= 0``.
         reg: ``lambda > 0``: the ridge prior ``A = lambda I`` and the network regulariser's weight.
         lr: Adam's learning rate.
         train_every: observations between training rounds (each followed by a rebuild of the statistics).
@@ -102,17 +105,8 @@ _DOC_ARGS = """
         dtype: ``torch.float32`` or ``torch.float64``.
         device: device of the network and state.
         backend: ``"auto"``, ``"torch"`` or ``"triton"`` for the scoring kernel and top-k.
-"""
 
-
-class NeuralLinUCB(_NeuralLinear):
-    __doc__ = (
-        """NeuralLinUCB: LinUCB over learned features, ``phi^T theta + alpha sqrt(phi^T A^-1 phi)``.
-"""
-        + _DOC_ARGS
-        + """        alpha: width of the confidence bonus, ``>= 0``.
-
-    Example:
+    Examples:
         >>> import torch, banditlib
         >>> policy = banditlib.NeuralLinUCB(dim=3, hidden=(8,), seed=0)
         >>> policy.select(torch.randn(2, 4, 3)).actions.shape
@@ -121,8 +115,7 @@ class NeuralLinUCB(_NeuralLinear):
     References:
         Riquelme, Tucker, Snoek. Deep Bayesian Bandits Showdown. ICLR 2018 (neural-linear). Xu, Wen, Zhao, Gu.
         Neural Contextual Bandits with Deep Representation and Shallow Exploration. ICLR 2022.
-"""
-    )
+    """
 
     def __init__(
         self,
@@ -158,14 +151,29 @@ class NeuralLinUCB(_NeuralLinear):
 
 
 class NeuralLinTS(_NeuralLinear):
-    __doc__ = (
-        """NeuralLinTS: linear Thompson sampling over learned features; one ``theta~ ~ N(theta, scale^2 A^-1)``
-    per row, shared by the row's arms (as :class:`banditlib.LinTS` with the shared-parameter model).
-"""
-        + _DOC_ARGS
-        + """        scale: posterior scale ``v >= 0``.
+    """NeuralLinTS: linear Thompson sampling over learned features; one ``theta~ ~ N(theta, scale^2 A^-1)``
+    per row, shared by the row's arms (as [`banditlib.LinTS`][banditlib.LinTS] with the shared-parameter model).
 
-    Example:
+    Args:
+        dim: context dimension ``d``.
+        arms: ``None`` (shared-parameter model: contexts ``(B, K, d)``) or the number of disjoint arms ``K``
+            (contexts ``(B, d)``, block-encoded into ``K d`` network inputs).
+        hidden: hidden layer widths (the last one is the feature dimension).
+        activation: the hidden layers' activation (see [`banditlib.NeuralUCB`][banditlib.NeuralUCB]).
+        scale: posterior scale ``v >= 0``.
+        reg: ``lambda > 0``: the ridge prior ``A = lambda I`` and the network regulariser's weight.
+        lr: Adam's learning rate.
+        train_every: observations between training rounds (each followed by a rebuild of the statistics).
+        train_steps: Adam steps per training round.
+        batch_size: minibatch size.
+        history: capacity of the ring buffer of observations.
+        loss: ``"anchor"`` or ``"weight_decay"``.
+        seed: seeds the initial weights, the minibatches, the samples and tie-breaking.
+        dtype: ``torch.float32`` or ``torch.float64``.
+        device: device of the network and state.
+        backend: ``"auto"``, ``"torch"`` or ``"triton"`` for the scoring kernel and top-k.
+
+    Examples:
         >>> import torch, banditlib
         >>> policy = banditlib.NeuralLinTS(dim=3, arms=4, hidden=(8,), seed=0)
         >>> policy.select(torch.randn(2, 3), k=2).actions.shape
@@ -173,8 +181,7 @@ class NeuralLinTS(_NeuralLinear):
 
     References:
         Riquelme, Tucker, Snoek. Deep Bayesian Bandits Showdown. ICLR 2018.
-"""
-    )
+    """
 
     def __init__(
         self,

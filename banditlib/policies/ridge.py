@@ -5,7 +5,7 @@ Per model ``m`` (one for the shared-parameter model, one per arm for disjoint ar
     A_m = reg I + sum_i gamma^(n-i) x_i x_i^T,   b_m = sum_i gamma^(n-i) r_i x_i,   theta_m = A_m^-1 b_m,
 
 with ``gamma = forget`` applied once per round (row of ``update``) to every model. Without forgetting
-``A^-1`` is maintained by Sherman-Morrison / Woodbury updates (:mod:`banditlib.linalg`) and recomputed
+``A^-1`` is maintained by Sherman-Morrison / Woodbury updates ([`banditlib.linalg`][banditlib.linalg]) and recomputed
 exactly by Cholesky every ``refresh_every`` observations of a model, whenever the drift check fails, and
 whenever a single call adds at least ``d`` observations to a model (then the exact inverse is cheaper than
 Woodbury).
@@ -120,12 +120,12 @@ class _RidgePolicy(Policy):
         return disjoint_score(x, self.A_inv_, self.theta_, backend=self.backend)
 
     def _mean_row(self, x: np.ndarray) -> np.ndarray:
-        """:meth:`_mean` for one row in numpy: ``x`` ``(d,)`` or ``(K, d)`` -> ``(K,)``."""
+        """`_mean` for one row in numpy: ``x`` ``(d,)`` or ``(K, d)`` -> ``(K,)``."""
         theta = self._state_views()["theta_"]
         return theta @ x if self.arms is not None else x @ theta[0]
 
     def _mean_var_row(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_mean_var` for one row in numpy: each ``(K,)``."""
+        """`_mean_var` for one row in numpy: each ``(K,)``."""
         views = self._state_views()
         A_inv, theta = views["A_inv_"], views["theta_"]
         if self.arms is not None:
@@ -191,7 +191,7 @@ class _RidgePolicy(Policy):
         return True
 
     def _drifted_row(self, A: np.ndarray, A_inv: np.ndarray) -> bool:
-        """:func:`banditlib.linalg.inverse_residual` for one ``(d, d)`` pair in numpy."""
+        """[`banditlib.linalg.inverse_residual`][banditlib.linalg.inverse_residual] for one ``(d, d)`` pair in numpy."""
         u = self._probe_row()
         r = A @ (A_inv @ u) - u
         return not float(r @ r) <= linalg.drift_tolerance(self.dtype) ** 2

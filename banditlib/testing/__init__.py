@@ -1,6 +1,6 @@
 """Test support shipped with the package: common policy checks, float64 references, hypothesis strategies.
 
-Importing :mod:`banditlib.testing.strategies` needs ``hypothesis`` (the ``dev`` extra); the rest needs
+Importing `banditlib.testing.strategies` needs ``hypothesis`` (the ``dev`` extra); the rest needs
 nothing beyond banditlib's own requirements.
 """
 

@@ -20,7 +20,7 @@ class LinearReference:
 
     ``A_m = reg I + sum_t gamma^(R-1-t) x x^T`` and ``b_m = sum_t gamma^(R-1-t) r x`` over the observations of
     model ``m``, where ``R`` rounds have passed and ``t`` is an observation's round (the prior is not
-    discounted: see :mod:`banditlib.policies.ridge`).
+    discounted: see `banditlib.policies.ridge`).
 
     Args:
         dim: ``d``.
@@ -41,7 +41,7 @@ class LinearReference:
         return 1 if self.arms is None else self.arms
 
     def update(self, contexts: np.ndarray, actions: np.ndarray, rewards: np.ndarray) -> None:
-        """Same contract as :meth:`banditlib.Policy.update`, one round per row."""
+        """Same contract as [`banditlib.Policy.update`][banditlib.Policy.update], one round per row."""
         contexts, actions, rewards = (
             np.asarray(contexts, np.float64),
             np.asarray(actions),
@@ -57,7 +57,7 @@ class LinearReference:
             self.rounds += 1
 
     def update_features(self, x: np.ndarray, rewards: np.ndarray) -> None:
-        """Same contract as :meth:`banditlib.Policy.update_features`."""
+        """Same contract as [`banditlib.Policy.update_features`][banditlib.Policy.update_features]."""
         for xi, ri in zip(np.asarray(x, np.float64), np.asarray(rewards, np.float64), strict=True):
             self.observations.append((0, xi.copy(), float(ri), self.rounds))
             self.rounds += 1

@@ -15,6 +15,11 @@ import torch
 
 pytest.importorskip("trl")
 
+from datasets import Dataset
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from trl import GRPOConfig
+
 from banditlib.adapters import _trl_batch as tb
 from banditlib.adapters.rlvr import (
     ConsistencyFilter,
@@ -33,11 +38,6 @@ from banditlib.adapters.rlvr import (
 )
 from banditlib.adapters.rlvr.influence import head_sketch, sketch_matrices
 from banditlib.adapters.trl import BanditGRPOTrainer, default_answer_fn
-from datasets import Dataset
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-from trl import GRPOConfig
-
 from banditlib.errors import InvalidInputError
 
 G = 4

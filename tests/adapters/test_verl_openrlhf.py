@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+
 from banditlib.adapters.openrlhf import apply_schedule_to_experiences, rollout_batch_from_experiences
 from banditlib.adapters.rlvr import DynamicSamplingFilter, MaxVarianceScheduler, RecencyReplay, RolloutScheduler
 from banditlib.adapters.verl import apply_schedule_to_dataproto, rollout_batch_from_dataproto
-
 from banditlib.errors import InvalidInputError
 
 B, T, G = 8, 5, 4

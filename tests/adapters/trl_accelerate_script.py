@@ -18,9 +18,10 @@ import torch
 
 pytest.importorskip("trl")  # pytest's doctest collection imports this file too
 
+from test_trl import SCHEDULERS, config, dataset, make_model, make_tokenizer, reward_ones
+
 from banditlib.adapters.rlvr import RolloutBatch
 from banditlib.adapters.trl import BanditGRPOTrainer
-from test_trl import SCHEDULERS, config, dataset, make_model, make_tokenizer, reward_ones
 
 
 def main(out: str) -> None:

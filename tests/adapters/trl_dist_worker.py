@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+
 from banditlib.adapters import _trl_batch as tb
 from banditlib.adapters.rlvr import RecencyReplay, RolloutScheduler
 

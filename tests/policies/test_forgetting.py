@@ -7,9 +7,9 @@ import pathlib
 import numpy as np
 import pytest
 import torch
-from banditlib.adapters.rlvr import RolloutBatch, RolloutScheduler
 
 import banditlib
+from banditlib.adapters.rlvr import RolloutBatch, RolloutScheduler
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

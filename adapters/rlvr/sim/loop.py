@@ -4,8 +4,9 @@
 
 Every round generates ``B G`` rollouts; training is one clipped-PPO step on the rows the scheduler chose (fresh
 rows are on-policy, replayed rows are trained against their stored behaviour log-probs). Held-out quality is
-the exact expected accuracy of a sampled answer (see :func:`~.world.expected_accuracy`), measured after
-every step, plus greedy accuracy at the end.
+the exact expected accuracy of a sampled answer (see
+[`expected_accuracy`][banditlib.adapters.rlvr.sim.expected_accuracy]), measured after every step, plus greedy accuracy
+at the end.
 """
 
 from __future__ import annotations
@@ -43,8 +44,17 @@ __all__ = ["RunResult", "SchedulerLike", "Simulator", "run", "single_thread"]
 def single_thread() -> Iterator[None]:
     """Run torch on one intra-op thread, then restore the previous setting.
 
-    The simulator's ops are tiny and latency-bound: more threads only add synchronisation (on a busy
-    machine a descheduled worker stalls every op, making a run ten times slower).
+    A context manager (``torch.set_num_threads``: process-wide, not per thread). The simulator's ops are tiny
+    and latency-bound: more threads only add synchronisation (on a busy machine a descheduled worker stalls
+    every op, making a run ten times slower). [`run`][banditlib.adapters.rlvr.sim.loop.run] uses it.
+
+    Examples:
+        >>> before = torch.get_num_threads()
+        >>> with single_thread():
+        ...     torch.get_num_threads()
+        1
+        >>> torch.get_num_threads() == before
+        True
     """
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -57,21 +67,84 @@ def single_thread() -> Iterator[None]:
 class SchedulerLike(Protocol):
     """What the loop needs of a scheduler (every scheduler of ``banditlib.adapters.rlvr`` has it). A scheduler
     whose ``uses_probe`` attribute is true also gets the round's trusted probe batch, as ``probe=``, in both
-    calls (:meth:`Simulator.probe`)."""
+    calls ([`Simulator.probe`][banditlib.adapters.rlvr.sim.loop.Simulator.probe]).
+
+    A structural type: any object with these members will do, no base class needed. Replayed rows must come
+    from earlier batches (they need their ``logprobs`` and the ``payload`` the simulator stores).
+
+    Attributes:
+        name: the run's name ([`RunResult.name`][banditlib.adapters.rlvr.sim.loop.RunResult]).
+
+    Examples:
+        A minimal scheduler: the first half of every round, nothing learned.
+
+        >>> class FirstHalf:
+        ...     name = "first-half"
+        ...     def schedule(self, batch):
+        ...         n = len(batch) // 2
+        ...         return Schedule(torch.arange(n), torch.ones(n), batch.select(torch.arange(0)), torch.ones(0),
+        ...                         torch.full((len(batch),), float("nan")), float("nan"))
+        ...     def observe(self, batch):
+        ...         return None
+        >>> run(FirstHalf(), seed=0, steps=1, config=SimConfig(prompts_per_round=4, group_size=4)).backward
+        [0, 8]
+    """
 
     name: str
 
-    def schedule(self, batch: RolloutBatch) -> Schedule: ...
+    def schedule(self, batch: RolloutBatch) -> Schedule:
+        """The decision for round ``t``'s fresh rollouts.
 
-    def observe(self, batch: RolloutBatch) -> float | None: ...
+        Args:
+            batch: the round's ``B G`` rollouts, as built by
+                [`Simulator.generate`][banditlib.adapters.rlvr.sim.loop.Simulator.generate].
+
+        Returns:
+            The [`Schedule`][banditlib.adapters.rlvr.Schedule]; the loop checks its shapes.
+        """
+        ...
+
+    def observe(self, batch: RolloutBatch) -> float | None:
+        """Round ``t + 1``'s fresh rollouts, the outcome of the last decision.
+
+        Args:
+            batch: the next round's rollouts.
+
+        Returns:
+            The observed gain, recorded as ``observed_gain``, or ``None``.
+        """
+        ...
 
 
 class Simulator:
     """One seeded RLVR run's world, policy, optimiser and generator; builds batches and trains on them.
 
+    Construction builds the [`World`][banditlib.adapters.rlvr.sim.world.World], initialises the policy and runs
+    its [`warm_start`][banditlib.adapters.rlvr.sim.train.warm_start].
+
     Args:
-        config: the world's sizes and knobs.
+        config: the world's sizes and knobs (``None``: ``SimConfig()``).
         seed: seeds the policy's initialisation, its warm start and every sample (one ``torch.Generator``).
+
+    Attributes:
+        config: the [`SimConfig`][banditlib.adapters.rlvr.sim.world.SimConfig].
+        world: the [`World`][banditlib.adapters.rlvr.sim.world.World] built from it.
+        generator: the run's ``torch.Generator``.
+        params: the policy's parameters ([`init_params`][banditlib.adapters.rlvr.sim.world.init_params]).
+        opt: their [`AdamState`][banditlib.adapters.rlvr.sim.train.AdamState].
+        prev_params: the parameters before the last [`train`][banditlib.adapters.rlvr.sim.loop.Simulator.train]
+            (``None`` before the first).
+        round: the round the next [`generate`][banditlib.adapters.rlvr.sim.loop.Simulator.generate] belongs to
+            (optimisation steps taken).
+
+    Examples:
+        >>> sim = Simulator(SimConfig(prompts_per_round=4, group_size=4), seed=0)
+        >>> batch, gen = sim.generate()
+        >>> len(batch), batch.payload["tokens"].shape, batch.grad.shape  # grad: V H + V = 7 * 64 + 7
+        (16, torch.Size([16, 6]), torch.Size([16, 455]))
+        >>> stats = sim.train(batch, torch.ones(len(batch)))
+        >>> stats.rows, sim.round, 0.0 <= sim.heldout_accuracy() <= 1.0
+        (16, 1, True)
     """
 
     def __init__(self, config: SimConfig | None = None, seed: int = 0) -> None:
@@ -85,13 +158,14 @@ class Simulator:
         self.round = 0
 
     def generate(self) -> tuple[RolloutBatch, Generation]:
-        """Round ``self.round``'s ``B G`` rollouts as a :class:`RolloutBatch` (and the raw generation).
+        """Round ``self.round``'s ``B G`` rollouts as a [`RolloutBatch`][banditlib.adapters.rlvr.RolloutBatch] (and the
+        raw generation).
 
         ``clip_ratio`` of a fresh rollout is the fraction of its tokens whose probability ratio between the
         current policy and the policy before the last optimisation step lies outside ``[1 - eps, 1 + eps]``:
         how much the last step moved this rollout (0 in round 0). ``answer`` holds the answer ids; ``grad``
         the exact gradient of each rollout's mean token log-prob with respect to the output layer (``W3``,
-        ``b3``: ``(N, V H + V)``, :func:`~banditlib.adapters.rlvr.influence.head_gradients`). ``payload``
+        ``b3``: ``(N, V H + V)``, [`head_gradients`][banditlib.adapters.rlvr.influence.head_gradients]). ``payload``
         carries ``prompt`` ``(N,)``, ``tokens`` ``(N, L)``, ``mask`` ``(N, L)``, and, for diagnostics only,
         ``correct``, ``lucky`` (false positive) and ``missed`` (false negative).
         """
@@ -136,7 +210,19 @@ class Simulator:
         )
 
     def train(self, rows: RolloutBatch, weight: torch.Tensor) -> Any:
-        """One PPO step on ``rows`` with loss weights ``weight`` ``(n,)``; advances the round."""
+        """One PPO step on ``rows`` with loss weights ``weight``; advances the round.
+
+        Args:
+            rows: rollouts built by [`generate`][banditlib.adapters.rlvr.sim.loop.Simulator.generate] (this
+                round's or replayed ones: their ``payload`` and behaviour ``logprobs`` are trained on).
+            weight: ``(n,)`` float32 loss weight of each row.
+
+        Returns:
+            The step's [`StepStats`][banditlib.adapters.rlvr.sim.train.StepStats].
+
+        Raises:
+            InvalidInputError: ``rows.logprobs`` is None.
+        """
         self.prev_params = {k: p.clone() for k, p in self.params.items()}
         stats = ppo_step(self.params, self.opt, self.world, training_rows(rows), weight)
         self.round += 1
@@ -161,7 +247,8 @@ def length_balanced(world: World, ids: torch.Tensor, values: torch.Tensor) -> fl
 
 
 def training_rows(rows: RolloutBatch) -> dict[str, torch.Tensor]:
-    """The tensors :func:`~.train.ppo_step` reads, from a batch built by :class:`Simulator`."""
+    """The tensors [`ppo_step`][banditlib.adapters.rlvr.sim.ppo_step] reads, from a batch built by
+    [`Simulator`][banditlib.adapters.rlvr.sim.Simulator]."""
     if rows.logprobs is None:
         raise InvalidInputError("training_rows(): `rows.logprobs` is None; replayed rows need behaviour log-probs.")
     p = rows.payload
@@ -170,7 +257,8 @@ def training_rows(rows: RolloutBatch) -> dict[str, torch.Tensor]:
 
 
 def check_schedule(s: Schedule, batch: RolloutBatch, name: str) -> None:
-    """Raise :class:`InvalidInputError` when a scheduler's decision breaks the interface's shape contract."""
+    """Raise [`InvalidInputError`][banditlib.InvalidInputError] when a scheduler's decision breaks the interface's shape
+    contract."""
     N, where = len(batch), f"run(): scheduler {name!r} returned"
     f = s.fresh
     if f.dtype != torch.int64 or f.dim() != 1:
@@ -206,6 +294,33 @@ class RunResult:
     ``accuracy[t]`` is the held-out expected accuracy after ``t`` steps (``t = 0..steps``), with
     ``rollouts[t] = t B G`` rollouts generated and ``backward[t]`` rows trained so far (one forward and
     backward pass each). ``rounds`` holds one dict per step.
+
+    Attributes:
+        name: the scheduler's ``name``.
+        seed: the simulator's seed.
+        accuracy: ``steps + 1`` held-out expected accuracies (each prompt length weighted equally), before
+            the first step and after each.
+        rollouts: ``steps + 1`` counts of rollouts generated so far, ``t B G``.
+        backward: ``steps + 1`` running counts of rows trained (fresh and replayed).
+        rounds: one record per step: ``train_reward``, ``train_correct`` and ``entropy`` (means over the fresh
+            batch), ``n_fresh``, ``n_replay``, ``replay_age`` (mean age of the replayed rows, ``None`` without
+            any), ``lucky_share_all`` / ``lucky_share_kept`` (false positives among the rows of positive
+            advantage, in the batch / among the kept rows), ``missed_share_all`` / ``missed_share_kept``
+            (false negatives among the rows of negative advantage), ``kept_share``, ``zero_var_groups_share``,
+            ``observed_gain`` (what ``observe`` returned, or ``None``), ``replay_clip_ratio`` and
+            ``replay_ratio_dev`` (when rows were replayed), and whatever the hook returned.
+        greedy_final: held-out greedy accuracy after the last step (NaN until the run ends).
+        schedule_seconds: time spent in the scheduler's ``schedule`` and ``observe``.
+        wall_seconds: time of the whole run, simulator construction included.
+
+    Examples:
+        >>> import json
+        >>> from banditlib.adapters.rlvr import UniformScheduler
+        >>> r = run(UniformScheduler(), seed=0, steps=2, config=SimConfig(prompts_per_round=4, group_size=4))
+        >>> r.name, len(r.accuracy), r.rollouts, r.rounds[0]["n_fresh"]
+        ('uniform', 3, [0, 16, 32], 16)
+        >>> RunResult(**json.loads(json.dumps(r.as_dict()))) == r  # a JSON round trip
+        True
     """
 
     name: str
@@ -240,17 +355,17 @@ def run(
         scheduler: any scheduler of ``banditlib.adapters.rlvr`` (the loop runs on one torch thread).
         seed: the simulator's seed (same seed, same world, initial policy and first batch for every scheduler).
         steps: rounds, one optimisation step each.
-        config: the world (defaults to :class:`SimConfig()`).
+        config: the world (defaults to `SimConfig()`).
         hook: called each round before training with ``(sim, batch, schedule, rows, weight)``; its dict is
             merged into that round's record (the benchmark's oracle uses it).
 
     Returns:
-        :class:`RunResult`.
+        [`RunResult`][banditlib.adapters.rlvr.sim.RunResult].
 
     Raises:
         InvalidInputError: when ``steps < 1`` or the scheduler's decision breaks the interface's contract.
 
-    Example:
+    Examples:
         >>> class KeepAll:
         ...     name = "keep-all"
         ...     def schedule(self, b):

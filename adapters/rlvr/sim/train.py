@@ -25,7 +25,19 @@ BETAS, ADAM_EPS, ADV_EPS = (0.9, 0.999), 1e-8, 1e-4
 
 @dataclass
 class AdamState:
-    """Adam moments and step count (plain tensors, so a counterfactual step is one :func:`clone_state` away)."""
+    """Adam moments and step count (plain tensors, so a counterfactual step is one
+    [`clone_state`][banditlib.adapters.rlvr.sim.train.clone_state] away).
+
+    Attributes:
+        m: first moments, one tensor per parameter (same keys, shapes and dtypes as the parameters).
+        v: second moments, likewise.
+        t: optimisation steps taken (the bias correction's exponent).
+
+    Examples:
+        >>> opt = adam_init({"w": torch.ones(2, 3)})
+        >>> opt.t, opt.m["w"].shape, float(opt.v["w"].abs().sum())
+        (0, torch.Size([2, 3]), 0.0)
+    """
 
     m: Params
     v: Params
@@ -33,14 +45,43 @@ class AdamState:
 
 
 def adam_init(params: Params) -> AdamState:
-    """Zero moments for ``params``."""
+    """Zero moments for ``params``.
+
+    Args:
+        params: the parameters to optimise (name to tensor).
+
+    Returns:
+        An [`AdamState`][banditlib.adapters.rlvr.sim.train.AdamState] with ``torch.zeros_like`` moments of every
+        parameter and ``t = 0``.
+
+    Examples:
+        >>> opt = adam_init({"w": torch.ones(3), "b": torch.ones(1)})
+        >>> sorted(opt.m), opt.v["w"].tolist(), opt.t
+        (['b', 'w'], [0.0, 0.0, 0.0], 0)
+    """
     return AdamState(
         {k: torch.zeros_like(p) for k, p in params.items()}, {k: torch.zeros_like(p) for k, p in params.items()}
     )
 
 
 def clone_state(params: Params, opt: AdamState) -> tuple[Params, AdamState]:
-    """Deep copies of parameters and optimiser state."""
+    """Deep copies of parameters and optimiser state.
+
+    Args:
+        params: the parameters.
+        opt: their optimiser state.
+
+    Returns:
+        ``(params, opt)``: new tensors with the same values (and step count), so a step on the copies leaves
+        the originals untouched.
+
+    Examples:
+        >>> params = {"w": torch.zeros(2)}
+        >>> p2, o2 = clone_state(params, adam_init(params))
+        >>> p2["w"] += 1.0; o2.t = 5
+        >>> params["w"].tolist(), p2["w"].tolist(), o2.t
+        ([0.0, 0.0], [1.0, 1.0], 5)
+    """
     clone = {k: p.clone() for k, p in params.items()}
     return clone, AdamState({k: m.clone() for k, m in opt.m.items()}, {k: v.clone() for k, v in opt.v.items()}, opt.t)
 
@@ -62,7 +103,17 @@ def _adam_update(params: Params, grads: dict[str, torch.Tensor], opt: AdamState,
 def grpo_advantages(reward: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
     """``(N,)`` group-normalised advantages ``(r - mean_g) / (std_g + 1e-4)`` of rewards ``(N,)``.
 
-    Example:
+    ``std_g`` is the sample standard deviation (``n - 1`` in the denominator, as TRL); a group whose rewards
+    are all equal, or a group of one row, gets advantage 0.
+
+    Args:
+        reward: ``(N,)`` float rewards.
+        group: ``(N,)`` integer group id of each row (any values; rows of a group need not be contiguous).
+
+    Returns:
+        ``(N,)`` advantages, of ``reward``'s dtype.
+
+    Examples:
         >>> grpo_advantages(torch.tensor([1.0, 0.0, 1.0, 1.0]), torch.tensor([0, 0, 1, 1])).round(decimals=3)
         tensor([ 0.7070, -0.7070,  0.0000,  0.0000])
     """
@@ -79,10 +130,17 @@ class StepStats:
     """What one optimisation step measured.
 
     Attributes:
-        rows: rows trained (one forward and backward pass each). loss: the weighted loss.
-        clip_ratio: ``(rows,)`` fraction of each row's tokens whose ratio was clipped where clipping binds
-        (TRL's definition: ``rho > 1 + eps`` with ``A > 0`` or ``rho < 1 - eps`` with ``A < 0``).
-        ratio_dev: ``(rows,)`` mean ``|rho - 1|`` over each row's tokens.
+        rows: rows trained (one forward and backward pass each).
+        loss: the weighted loss ``sum_i w_i loss_i / rows``, before the step.
+        clip_ratio: ``(rows,)`` float32 fraction of each row's tokens whose ratio was clipped where clipping
+            binds (TRL's definition: ``rho > 1 + eps`` with ``A > 0`` or ``rho < 1 - eps`` with ``A < 0``).
+        ratio_dev: ``(rows,)`` float32 mean ``|rho - 1|`` over each row's tokens.
+
+    Examples:
+        Returned by [`ppo_step`][banditlib.adapters.rlvr.sim.train.ppo_step]; a step on no rows:
+
+        >>> StepStats(0, 0.0, torch.zeros(0), torch.zeros(0)).rows
+        0
     """
 
     rows: int
@@ -100,16 +158,33 @@ def ppo_step(
 ) -> StepStats:
     """One clipped-PPO optimisation step on ``rows`` (in place on ``params`` and ``opt``).
 
+    The loss ``sum_i w_i loss_i / n`` (module docstring) is differentiated, its gradient clipped to norm
+    ``max_grad_norm`` and applied by Adam at ``lr``, all from ``world.config``. No input checks: the shapes
+    must agree, and every row needs at least one unmasked token.
+
     Args:
         params: policy parameters, updated in place.
         opt: Adam state, updated in place.
         world: the task.
-        rows: ``prompt`` ``(n,)``, ``tokens`` ``(n, L)``, ``mask`` ``(n, L)`` bool, ``logprobs`` ``(n, L)``
-            behaviour log-probs, ``advantage`` ``(n,)``.
+        rows: ``prompt`` ``(n,)`` int64, ``tokens`` ``(n, L)`` int64, ``mask`` ``(n, L)`` bool, ``logprobs``
+            ``(n, L)`` float32 behaviour log-probs, ``advantage`` ``(n,)`` float32.
         weight: ``(n,)`` float32 loss weight of each row.
 
     Returns:
-        :class:`StepStats`; with ``n = 0`` nothing is updated.
+        [`StepStats`][banditlib.adapters.rlvr.sim.train.StepStats]; with ``n = 0`` nothing is updated.
+
+    Examples:
+        >>> from banditlib.adapters.rlvr.sim.world import generate, init_params
+        >>> cfg = SimConfig(digits=3, max_prompt_len=2, max_len=3, hidden=8)
+        >>> world, g = World(cfg), torch.Generator().manual_seed(0)
+        >>> params = init_params(cfg, g); opt = adam_init(params)
+        >>> ids = world.train_ids[:2].repeat_interleave(4)  # two prompts, four rollouts each
+        >>> gen = generate(params, world, ids, g)
+        >>> rows = {"prompt": ids, "tokens": gen.tokens, "mask": gen.mask, "logprobs": gen.logprobs,
+        ...         "advantage": grpo_advantages(gen.reward, torch.arange(2).repeat_interleave(4))}
+        >>> stats = ppo_step(params, opt, world, rows, torch.ones(8))
+        >>> stats.rows, opt.t, stats.clip_ratio.tolist() == [0.0] * 8  # on-policy: nothing clipped
+        (8, 1, True)
     """
     cfg: SimConfig = world.config
     n = int(weight.shape[0])
@@ -137,7 +212,25 @@ def warm_start(params: Params, opt: AdamState, world: World, generator: torch.Ge
     """The "base model": full-batch supervised steps on the answers of a few random training prompts.
 
     It gives the policy a spread of pass rates (near-solved short prompts, rarely solved long ones), as a
-    pretrained model brings to RLVR. The optimiser state is reset afterwards.
+    pretrained model brings to RLVR: ``warm_start_steps`` Adam steps (at ``3 lr``, gradient norm clipped) on
+    the mean token log-likelihood of the right answers of ``warm_start_prompts`` prompts drawn by
+    ``World.sample_prompts``. The optimiser state is reset afterwards.
+
+    Args:
+        params: policy parameters, updated in place.
+        opt: Adam state; used for the warm start, then reset to zero moments and ``t = 0``.
+        world: the task (and, in ``world.config``, the warm start's sizes).
+        generator: draws the warm start's prompts.
+
+    Examples:
+        >>> from banditlib.adapters.rlvr.sim.world import expected_accuracy, init_params
+        >>> cfg = SimConfig(digits=3, max_prompt_len=2, max_len=3, hidden=8)
+        >>> world, g = World(cfg), torch.Generator().manual_seed(0)
+        >>> params = init_params(cfg, g); opt = adam_init(params)
+        >>> acc = lambda: round(float(expected_accuracy(params, world, world.train_ids).mean()), 2)
+        >>> before = acc(); warm_start(params, opt, world, g)
+        >>> before, acc(), opt.t
+        (0.03, 0.6, 0)
     """
     cfg = world.config
     ids = world.sample_prompts(cfg.warm_start_prompts, generator)

@@ -55,6 +55,9 @@ __all__ = [
 ]  # fmt: skip
 
 FAULTS = ("none", "iid", "loophole", "truncation", "judge", "mixture")
+"""The verifier-fault worlds of ``SimConfig(fault=...)``: a perfect checker, i.i.d. false positives, a
+deterministic loophole, truncated correct answers, a judge biased towards the policy's confident mistakes, and a
+mixture (docs/rlvr.md, "The simulator and its verifier-fault worlds")."""
 
 Params = dict[str, torch.Tensor]
 
@@ -63,14 +66,17 @@ Params = dict[str, torch.Tensor]
 class SimConfig:
     """Sizes and knobs of the simulated RLVR world (defaults: the benchmark's setting).
 
-    Args:
+    Frozen; derive a variant with ``dataclasses.replace``. Every field is checked on construction.
+
+    Attributes:
         digits: alphabet size of prompts and answers; the end token is ``digits``.
         max_prompt_len: longest prompt (and answer), in digits.
         max_len: generation cap in tokens; an answer without an end token by then is truncated.
         hidden: width of the policy's two hidden layers.
         prompts_per_round: ``B``, prompts per round.
         group_size: ``G``, rollouts per prompt.
-        fault: how the verifier misleads, one of :data:`FAULTS` (see the module docstring).
+        fault: how the verifier misleads, one of [`FAULTS`][banditlib.adapters.rlvr.sim.world.FAULTS] (see the module
+            docstring).
         false_positive: ``"iid"`` / ``"mixture"``: probability that the verifier accepts a finished wrong answer.
         loophole_fraction: ``"loophole"`` / ``"mixture"``: fraction of the training prompts with at least two
             digits whose echo answer always passes.
@@ -86,6 +92,24 @@ class SimConfig:
         warm_start_steps: full-batch Adam steps of that warm start.
         heldout_fraction: fraction of prompts of each length >= 2 held out for evaluation.
         reverse: answer the reversed prompt (harder); ``False`` keeps the digit order.
+
+    Raises:
+        InvalidInputError: an integer field that is not an int or is too small (``digits >= 2``,
+            ``group_size >= 2``, ``warm_start_steps >= 0``, the others ``>= 1``), ``max_len < max_prompt_len + 1``,
+            an unknown ``fault``, a probability or fraction outside ``[0, 1)``, or a ``temperature``, ``lr``,
+            ``clip_eps``, ``max_grad_norm`` or ``judge_bias`` that is not finite and ``> 0``.
+
+    Examples:
+        >>> import dataclasses
+        >>> cfg = SimConfig(prompts_per_round=4, group_size=4)
+        >>> cfg.fault, cfg.prompts_per_round * cfg.group_size  # rollouts per round
+        ('iid', 16)
+        >>> dataclasses.replace(cfg, fault="loophole").fault
+        'loophole'
+        >>> SimConfig(fault="typo")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        banditlib.errors.InvalidInputError: SimConfig(): `fault` must be one of ('none', 'iid', ...); got 'typo'.
     """
 
     digits: int = 6
@@ -135,17 +159,30 @@ class SimConfig:
 class World:
     """Every prompt of the task, its answer, and the train / held-out split (fixed, independent of seeds).
 
+    The ``P = digits + digits**2 + ... + digits**max_prompt_len`` prompts are listed by length, then in
+    base-``digits`` order (first digit fastest). The split, the loophole prompts and the probe set come from
+    fixed generators of their own, so every seed of every scheduler sees the same world.
+
+    Args:
+        config: the world's sizes (``digits``, ``max_prompt_len``, ``max_len``, ``reverse``) and its split and
+            fault knobs (``heldout_fraction``, ``loophole_fraction``).
+
     Attributes:
+        config: the [`SimConfig`][banditlib.adapters.rlvr.sim.world.SimConfig] given.
         prompts: ``(P, max_prompt_len)`` int64 digits, padded with ``digits`` (the pad slot index).
         prompt_len: ``(P,)`` int64 ``k``.
         answer: ``(P, max_len)`` int64 target tokens: ``k`` digits, the end token, then end-token padding.
         loophole: ``(P,)`` bool prompts whose verifier accepts a prefix of the answer in the ``"loophole"``
             and ``"mixture"`` worlds (``loophole_fraction`` of the training prompts with at least two digits).
-        train_ids / heldout_ids: int64 prompt ids of each split; oracle_ids: at most 64 training prompts per
-            length, the oracles' evaluation set; probe_ids: up to 8 training prompts per length, a small trusted
-            set for schedulers that check a probe with a strict verifier (as GradAlign's validation set).
+        train_ids: ``(P_train,)`` int64 ascending ids of the training prompts (every prompt of one digit, and
+            the prompts of each longer length that are not held out).
+        heldout_ids: ``(P_heldout,)`` int64 ascending ids of the held-out prompts (``heldout_fraction`` of each
+            length >= 2, at least one per length when the fraction is not 0).
+        oracle_ids: int64 ids of at most 64 training prompts per length, the oracles' evaluation set.
+        probe_ids: int64 ids of up to 8 training prompts per length, a small trusted set for schedulers that
+            check a probe with a strict verifier (as GradAlign's validation set).
 
-    Example:
+    Examples:
         >>> w = World(SimConfig(digits=3, max_prompt_len=2, max_len=3))
         >>> w.prompts.shape, int(w.answer[w.prompt_len.argmax(), 2])  # 3 + 9 prompts; answers end with 3
         (torch.Size([12, 2]), 3)
@@ -200,7 +237,27 @@ class World:
 
 
 def init_params(config: SimConfig, generator: torch.Generator) -> Params:
-    """Random policy parameters (scaled normal init), shared by every prompt."""
+    """Random policy parameters (scaled normal init), shared by every prompt.
+
+    Args:
+        config: the sizes: ``D = digits``, ``K = max_prompt_len``, ``L = max_len``, ``H = hidden``.
+        generator: draws the normal weights (the biases start at 0).
+
+    Returns:
+        A dict of float32 tensors, with ``V = D + 1`` output tokens (the digits and the end token): ``"slot"``
+        ``(K, D + 1, H)`` one embedding table per prompt slot (row ``D``: padding), ``"pos"`` ``(L, H)``
+        output-position embeddings, ``"prev"`` ``(V + 1, H)`` previous-token embeddings (row ``V``: the start
+        token), ``"b1"`` ``(H,)``, ``"W2"`` ``(H, H)``, ``"b2"`` ``(H,)``, and the output layer ``"W3"``
+        ``(H, V)``, ``"b3"`` ``(V,)``.
+
+    Examples:
+        >>> cfg = SimConfig(digits=3, max_prompt_len=2, max_len=3, hidden=8)
+        >>> params = init_params(cfg, torch.Generator().manual_seed(0))
+        >>> sorted(params)
+        ['W2', 'W3', 'b1', 'b2', 'b3', 'pos', 'prev', 'slot']
+        >>> params["slot"].shape, params["prev"].shape, params["W3"].shape  # V = 4: the digits 0-2 and the end
+        (torch.Size([2, 4, 8]), torch.Size([5, 8]), torch.Size([8, 4]))
+    """
     D, K, L, H = config.digits, config.max_prompt_len, config.max_len, config.hidden
     V = D + 1
 
@@ -239,8 +296,31 @@ def _logits(params: Params, h: torch.Tensor) -> torch.Tensor:
 def head_inputs(
     params: Params, world: World, prompt_ids: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher-forced ``(hidden, probs)``: the output layer's inputs ``(n, T, H)`` and the next-token
-    distributions ``(n, T, V)`` at ``temperature``, for :func:`~banditlib.adapters.rlvr.influence.head_gradients`."""
+    """Teacher-forced ``(hidden, probs)``: the output layer's inputs and the next-token distributions of
+    ``tokens``, what [`head_gradients`][banditlib.adapters.rlvr.influence.head_gradients] needs.
+
+    Position ``j`` sees the prompt, the position and token ``j - 1`` (the start token at ``j = 0``), as in
+    generation. Computed without autograd (``torch.no_grad``).
+
+    Args:
+        params: policy parameters ([`init_params`][banditlib.adapters.rlvr.sim.world.init_params]).
+        world: the task.
+        prompt_ids: ``(n,)`` int64 prompt of each row.
+        tokens: ``(n, T)`` int64 tokens of each row, ``T <= max_len``.
+        temperature: the distributions are ``softmax(logits / temperature)``.
+
+    Returns:
+        ``(hidden, probs)``: ``(n, T, H)`` float32 second hidden layer (the output layer's input) and
+        ``(n, T, V)`` float32 next-token probabilities, ``V = digits + 1``.
+
+    Examples:
+        >>> cfg = SimConfig(digits=3, max_prompt_len=2, max_len=3, hidden=8)
+        >>> world, params = World(cfg), init_params(cfg, torch.Generator().manual_seed(0))
+        >>> ids = torch.tensor([0, 5])
+        >>> hidden, probs = head_inputs(params, world, ids, world.answer[ids])
+        >>> hidden.shape, probs.shape, bool(probs.sum(-1).allclose(torch.ones(2, 3)))
+        (torch.Size([2, 3, 8]), torch.Size([2, 3, 4]), True)
+    """
     n, T = tokens.shape
     V = world.config.digits + 1
     prev = torch.cat([torch.full((n, 1), V, dtype=torch.long), tokens[:, :-1]], dim=1)
@@ -254,8 +334,11 @@ def token_logprobs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Teacher-forced per-token log-probs and entropies of ``tokens`` under the policy.
 
+    Differentiable with respect to ``params`` (the PPO step and the warm start take their gradients). Every
+    position is computed, masked or not: multiply by a mask to ignore the padding after the end token.
+
     Args:
-        params: policy parameters.
+        params: policy parameters ([`init_params`][banditlib.adapters.rlvr.sim.world.init_params]).
         world: the task.
         prompt_ids: ``(n,)`` int64.
         tokens: ``(n, T)`` int64 with ``T <= max_len``.
@@ -264,6 +347,14 @@ def token_logprobs(
     Returns:
         ``(logp, entropy)``, both ``(n, T)`` float32: ``log pi(y_j | x, y_<j)`` and the entropy of that
         next-token distribution.
+
+    Examples:
+        >>> cfg = SimConfig(digits=3, max_prompt_len=2, max_len=3, hidden=8)
+        >>> world, params = World(cfg), init_params(cfg, torch.Generator().manual_seed(0))
+        >>> ids = torch.tensor([0, 5])
+        >>> logp, entropy = token_logprobs(params, world, ids, world.answer[ids])
+        >>> logp.shape, bool((logp < 0).all()), bool((entropy <= math.log(4)).all())  # V = 4 tokens
+        (torch.Size([2, 3]), True, True)
     """
     n, T = tokens.shape
     V = world.config.digits + 1
@@ -279,14 +370,34 @@ class Generation:
     """Rollouts of one round, ``N`` rows, ``L = max_len`` token slots (masked after the end token).
 
     Attributes:
-        prompt_ids: ``(N,)`` int64. tokens: ``(N, L)`` int64. mask: ``(N, L)`` bool, true up to and including
-        the end token. logprobs: ``(N, L)`` float32 behaviour log-probs (0 where masked). entropy: ``(N,)``
-        mean token entropy. length: ``(N,)`` tokens generated. truncated: ``(N,)`` bool no end token.
-        correct: ``(N,)`` bool truly correct (a finished correct answer). reward: ``(N,)`` float32 verifier
-        reward. lucky: ``(N,)`` bool a wrong answer the verifier accepted (false positive). missed: ``(N,)``
-        bool a rollout whose answer digits are right but which scored 0 because it was cut off (false
-        negative). answer: ``(N,)`` int64 answer id (equal within a prompt iff identical digits, truncated
-        answers included; ``-1`` for an answer without digits).
+        prompt_ids: ``(N,)`` int64 prompt of each rollout.
+        tokens: ``(N, L)`` int64 generated tokens (the end token ``digits`` where masked).
+        mask: ``(N, L)`` bool, true up to and including the end token (up to the cut for a cut-off rollout).
+        logprobs: ``(N, L)`` float32 behaviour log-probs (0 where masked).
+        entropy: ``(N,)`` float32 mean entropy of the next-token distributions over the rollout's tokens.
+        length: ``(N,)`` float32 tokens generated (``mask.sum(1)``).
+        truncated: ``(N,)`` bool, no end token (the ``max_len`` cap, or cut off by the ``"truncation"``
+            fault).
+        correct: ``(N,)`` bool, truly correct (a finished correct answer).
+        reward: ``(N,)`` float32 verifier reward.
+        lucky: ``(N,)`` bool, a wrong answer the verifier accepted (false positive).
+        missed: ``(N,)`` bool, a rollout whose answer digits are right but which scored 0 because it was cut off
+            (false negative).
+        answer: ``(N,)`` int64 answer id (equal within a prompt iff identical digits, truncated answers
+            included; ``-1`` for an answer without digits).
+
+    Examples:
+        Built by [`generate`][banditlib.adapters.rlvr.sim.world.generate]:
+
+        >>> cfg = SimConfig(digits=3, max_prompt_len=2, max_len=3, hidden=8)
+        >>> world, g = World(cfg), torch.Generator().manual_seed(0)
+        >>> gen = generate(init_params(cfg, g), world, world.train_ids[:4].repeat_interleave(2), g)
+        >>> gen.tokens[:2].tolist(), gen.mask[:2].tolist()  # row 1 stopped at once (end token 3)
+        ([[0, 0, 1], [3, 3, 3]], [[True, True, True], [True, False, False]])
+        >>> gen.reward[:2].tolist(), gen.lucky[:2].tolist()  # its empty answer is wrong, but passed
+        ([0.0, 1.0], [False, True])
+        >>> gen.truncated[:2].tolist(), gen.length[:2].tolist(), gen.answer[:2].tolist()
+        ([True, False], [3.0, 1.0], [56, -1])
     """
 
     prompt_ids: torch.Tensor
@@ -316,7 +427,30 @@ def answer_ids(tokens: torch.Tensor, mask: torch.Tensor, end: int) -> torch.Tens
 
 @torch.no_grad()
 def generate(params: Params, world: World, prompt_ids: torch.Tensor, generator: torch.Generator) -> Generation:
-    """Sample one answer per row of ``prompt_ids`` ``(N,)`` and score it with the world's verifier."""
+    """Sample one answer per row of ``prompt_ids`` and score it with the world's verifier.
+
+    Tokens are drawn at ``world.config.temperature`` until the end token or ``max_len`` tokens; then the
+    world's fault (``world.config.fault``) decides which rewards mislead (see the module docstring). Computed
+    without autograd (``torch.no_grad``).
+
+    Args:
+        params: policy parameters ([`init_params`][banditlib.adapters.rlvr.sim.world.init_params]).
+        world: the task and its verifier.
+        prompt_ids: ``(N,)`` int64 prompt of each rollout (repeat a prompt ``G`` times for a group).
+        generator: draws the tokens and the verifier's random decisions (same state, same generation).
+
+    Returns:
+        The [`Generation`][banditlib.adapters.rlvr.sim.world.Generation], ``N`` rows of ``max_len`` token slots.
+
+    Examples:
+        >>> cfg = SimConfig(digits=3, max_prompt_len=2, max_len=3, hidden=8, fault="none")
+        >>> world, g = World(cfg), torch.Generator().manual_seed(0)
+        >>> gen = generate(init_params(cfg, g), world, torch.zeros(4000, dtype=torch.long), g)
+        >>> gen.tokens.shape, world.answer[0].tolist()  # prompt 0 is "0"; its answer "0", then the end token
+        (torch.Size([4000, 3]), [0, 3, 3])
+        >>> round(float(gen.reward.mean()), 3), bool(torch.equal(gen.reward.bool(), gen.correct))  # no fault
+        (0.082, True)
+    """
     cfg = world.config
     N, L, V = prompt_ids.shape[0], cfg.max_len, cfg.digits + 1
     end = cfg.digits
@@ -379,7 +513,24 @@ def expected_accuracy(params: Params, world: World, prompt_ids: torch.Tensor) ->
     """``(P,)`` exact probability that a sampled answer (at the config's temperature) is correct.
 
     ``pi_theta(y* | x) = prod_j pi(y*_j | x, y*_<j)`` over the ``k`` answer digits and the end token: the
-    expected noise-free accuracy of one sampled answer, with no sampling noise.
+    expected noise-free accuracy of one sampled answer, with no sampling noise. Computed without autograd.
+
+    Args:
+        params: policy parameters ([`init_params`][banditlib.adapters.rlvr.sim.world.init_params]).
+        world: the task.
+        prompt_ids: ``(P,)`` int64 prompts to evaluate.
+
+    Returns:
+        ``(P,)`` float32 probabilities in ``[0, 1]``.
+
+    Examples:
+        The exact value of what [`generate`][banditlib.adapters.rlvr.sim.world.generate] estimates by sampling
+        (``0.082`` over 4000 samples of prompt 0 with these parameters):
+
+        >>> cfg = SimConfig(digits=3, max_prompt_len=2, max_len=3, hidden=8, fault="none")
+        >>> params = init_params(cfg, torch.Generator().manual_seed(0))
+        >>> expected_accuracy(params, World(cfg), torch.tensor([0, 5])).round(decimals=3)
+        tensor([0.0770, 0.0120])
     """
     answer = world.answer[prompt_ids]
     logp, _ = token_logprobs(params, world, prompt_ids, answer, world.config.temperature)

@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
-from banditlib.adapters.rlvr import RolloutBatch
-from banditlib.adapters.rlvr.batch import GroupLayout, grpo_advantage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from banditlib.adapters.rlvr import RolloutBatch
+from banditlib.adapters.rlvr.batch import GroupLayout, grpo_advantage
 from banditlib.errors import InvalidInputError
 
 

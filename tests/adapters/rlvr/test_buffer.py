@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from banditlib.adapters.rlvr import RolloutBatch, RolloutBuffer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from banditlib.adapters.rlvr import RolloutBatch, RolloutBuffer
 from banditlib.errors import InvalidInputError
 
 

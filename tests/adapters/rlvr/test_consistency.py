@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
-from banditlib.adapters.rlvr import AnswerStats, RolloutBatch
-from banditlib.adapters.rlvr.batch import GroupLayout
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from banditlib.adapters.rlvr import AnswerStats, RolloutBatch
+from banditlib.adapters.rlvr.batch import GroupLayout
 
 
 def reference(batch: RolloutBatch, thr: float = 0.5) -> dict[str, list[float]]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from banditlib.adapters.rlvr import DEFAULT_FEATURES, PAPER_FEATURES, RolloutBatch, RolloutFeaturizer
 
+from banditlib.adapters.rlvr import DEFAULT_FEATURES, PAPER_FEATURES, RolloutBatch, RolloutFeaturizer
 from banditlib.errors import InvalidInputError
 
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from banditlib.adapters.rlvr import (
     AnswerStats,
     ConsistencyFilter,
@@ -15,7 +16,6 @@ from banditlib.adapters.rlvr import (
     RolloutBatch,
 )
 from banditlib.adapters.rlvr.influence import head_gradients, head_sketch, sketch_matrices
-
 from banditlib.errors import InvalidInputError
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from banditlib.adapters.rlvr import GainReward, RolloutBatch
 
+from banditlib.adapters.rlvr import GainReward, RolloutBatch
 from banditlib.errors import InvalidInputError
 
 

@@ -11,6 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from banditlib.adapters.rlvr import (
     ConsistencyFilter,
     DynamicSamplingFilter,
@@ -28,9 +31,6 @@ from banditlib.adapters.rlvr import (
 from banditlib.adapters.rlvr._base import keep_counts
 from banditlib.adapters.rlvr.baselines import max_variance_subset
 from banditlib.adapters.rlvr.batch import GroupLayout
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from banditlib.errors import InvalidInputError
 
 

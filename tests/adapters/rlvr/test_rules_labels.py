@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from banditlib.adapters.rlvr import (
     BaselinedGain,
     ConsistencyLabel,
@@ -21,7 +22,6 @@ from banditlib.adapters.rlvr._base import rank_keys, tie_keys
 from banditlib.adapters.rlvr.batch import GroupLayout
 from banditlib.adapters.rlvr.labels import label_from_config
 from banditlib.adapters.rlvr.rules import rule_from_config
-
 from banditlib.errors import InvalidInputError
 
 

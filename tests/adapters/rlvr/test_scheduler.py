@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+
+import banditlib
 from banditlib.adapters.rlvr import (
     PAPER_FEATURES,
     GainReward,
@@ -19,8 +21,6 @@ from banditlib.adapters.rlvr import (
     Schedule,
     StateError,
 )
-
-import banditlib
 from banditlib.errors import InvalidInputError
 
 

@@ -10,6 +10,8 @@ import warnings
 
 import pytest
 import torch
+
+import banditlib
 from banditlib.adapters.rlvr import (
     BaselinedGain,
     ConsistencyLabel,
@@ -23,8 +25,6 @@ from banditlib.adapters.rlvr import (
     TopFraction,
 )
 from banditlib.adapters.rlvr.batch import GroupLayout
-
-import banditlib
 from banditlib.errors import InvalidInputError
 
 DATA = pathlib.Path(__file__).parent / "data"

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 import torch
+
 from banditlib.adapters import rlvr
 from banditlib.adapters.rlvr import RolloutBatch, Schedule
 from banditlib.adapters.rlvr.sim import SimConfig, Simulator, World, expected_accuracy, generate, run
 from banditlib.adapters.rlvr.sim.loop import training_rows
 from banditlib.adapters.rlvr.sim.oracle import RegretHook, buffer_oracle, top_per_group
 from banditlib.adapters.rlvr.sim.train import ppo_step
-
 from banditlib.errors import InvalidInputError
 
 SMALL = SimConfig(prompts_per_round=8, group_size=4)
