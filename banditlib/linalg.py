@@ -24,6 +24,7 @@ __all__ = [
     "cholesky_factor",
     "discount_weights",
     "drift_tolerance",
+    "inverse_factor",
     "inverse_residual",
     "probe_vector",
     "quad_form",
@@ -137,6 +138,38 @@ def cholesky_factor(A: torch.Tensor, what: str = "A") -> torch.Tensor:
             "`reg` > 0 and finite inputs keep them positive definite)."
         )
     return L
+
+
+def inverse_factor(A_inv: torch.Tensor, A: torch.Tensor, what: str = "A_inv_") -> torch.Tensor:
+    """Lower Cholesky factor of ``A^-1`` ``(..., d, d)`` in float64, from the stored inverse ``A_inv`` if it is
+    positive definite, else from the float64 statistics ``A`` themselves.
+
+    A float32 ``A_inv`` of an ill-conditioned ``A`` (accepted by an update, with a warning) can lose definiteness
+    in its small eigenvalues although ``A`` keeps it; Thompson sampling then factors ``A^-1`` from ``A`` (one
+    float64 Cholesky of ``A`` and its inverse) rather than fail. Whenever ``A_inv`` factors, the result is
+    exactly ``cholesky_factor(A_inv)``.
+
+    Args:
+        A_inv: ``(..., d, d)`` the stored inverse, any float dtype.
+        A: ``(..., d, d)`` the statistics it inverts (float64 in every policy).
+        what: the name in the error message.
+
+    Raises:
+        NumericalError: neither ``A_inv`` nor ``A`` is positive definite.
+
+    Examples:
+        >>> import torch
+        >>> A = torch.tensor([[1.0, 0.0], [0.0, 1e12]], dtype=torch.float64)
+        >>> bad = torch.tensor([[1.0, 0.0], [0.0, -1e-13]])   # a float32 inverse that lost its small eigenvalue
+        >>> L = inverse_factor(bad, A)
+        >>> torch.allclose(L @ L.T, torch.linalg.inv(A))
+        True
+    """
+    try:
+        return cholesky_factor(A_inv, what)
+    except NumericalError:
+        L_A = cholesky_factor(A, what.removesuffix("_inv_").removesuffix("_inv") or "A")
+        return cholesky_factor(torch.cholesky_inverse(L_A), what)
 
 
 def refresh_inverse(A: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import banditlib
+from banditlib import linalg
 from banditlib.errors import InvalidInputError, NumericalError
 
 
@@ -122,3 +123,23 @@ def test_whatever_an_update_accepts_saves_and_loads(tmp_path: pathlib.Path) -> N
     p.save(tmp_path / "p.st")
     back = banditlib.LinUCB.load(tmp_path / "p.st")
     assert torch.equal(back.A_inv_, p.A_inv_)
+
+
+@pytest.mark.parametrize("cls", [banditlib.NeuralLinTS, banditlib.LinTS])
+def test_thompson_sampling_survives_a_float32_inverse_that_lost_definiteness(cls: type) -> None:
+    """Found by the fuzz suite: an accepted (warned) update with a feature of 1e8 leaves a float32 ``A^-1``
+    whose small eigenvalues are lost; sampling then factors ``A^-1`` from the float64 ``A`` instead of failing."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the float32 ill-conditioning warning
+        if cls is banditlib.NeuralLinTS:
+            policy = cls(3, arms=4, hidden=(4,), seed=0)
+            policy.update(np.array([[0.0, 0.0, 0.0], [0.0, -1e8, 0.0]]), np.array([[0], [3]]), np.zeros((2, 1)))
+            contexts = torch.ones(5, 3)
+        else:  # the shared model samples through the factor of A^-1
+            policy = cls(3, seed=0)
+            policy.update_features(np.array([[1.0, 3e6, 1.0], [1.0, 3e6 * 0.999, 1.0]]), np.zeros(2))
+            contexts = torch.ones(5, 4, 3)
+    with pytest.raises(banditlib.NumericalError):  # the state the test is about: the stored inverse lost it
+        linalg.cholesky_factor(policy.A_inv_)
+    sel = policy.select(contexts)
+    assert sel.actions.shape == (5, 1) and bool(torch.isfinite(sel.scores).all())

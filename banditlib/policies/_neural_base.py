@@ -14,6 +14,10 @@
   toward the initial parameters, divided by the ``n`` observations in the history so that the minibatch
   loss estimates the paper's objective over ``n``) or Adam's weight decay ``reg`` for ``loss="weight_decay"``
   (the reference code's choice). Adam's moments are buffers, so ``save`` / ``load`` restores them.
+  Adam takes the bias corrections into the step size, ``lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps)``,
+  so ``eps`` is added to ``sqrt(v)``, not to ``sqrt(v / (1 - b2^t))`` as in ``torch.optim.Adam`` (the two differ
+  slightly while ``v`` is small). The loss gradient is written out (`banditlib.policies._network.MSEGradient`),
+  bit-identical to autograd's, so a step builds no graph.
   A step that makes the parameters non-finite is rolled back, with the rest of the call, and raises
   [`NumericalError`][banditlib.NumericalError].
 """
@@ -29,13 +33,15 @@ import torch
 from banditlib import _random
 from banditlib import _validation as V
 from banditlib.errors import InvalidInputError, NumericalError
-from banditlib.policies._network import ACTIVATIONS, MLP, block_encode
+from banditlib.policies._network import ACTIVATIONS, MLP, MSEGradient, block_encode
 from banditlib.policies.base import Policy
 
 __all__: list[str] = []
 
 STREAM_TRAIN = 4
 _BETAS, _EPS = (0.9, 0.999), 1e-8
+_GATHER_AT_ONCE = 1 << 20  # elements: a training round's minibatches are gathered at once up to this
+_ALIGN = 64  # bytes: the CPU allocator's alignment, which every pre-gathered minibatch keeps
 
 
 def check_hidden(value: Any, where: str, name: str = "hidden") -> tuple[int, ...]:
@@ -134,6 +140,15 @@ class _NeuralPolicy(Policy):
         out[torch.arange(x.shape[0], device=x.device), model] = x
         return out.reshape(x.shape[0], self.input_dim)
 
+    def _normal(self, rows: torch.Tensor, cols: int) -> torch.Tensor:
+        """``_random.normal(seed, STREAM_NOISE, rows, cols)``; for one row on the CPU from the bit-identical
+        ``uniform_np`` (the same Box-Muller arithmetic in torch), a fraction of the overhead."""
+        if rows.numel() != 1 or rows.device.type != "cpu":
+            return _random.normal(self.seed, _random.STREAM_NOISE, rows, cols)
+        u = torch.from_numpy(_random.uniform_np(self.seed, _random.STREAM_NOISE, int(rows[0]), 2 * cols))[None]
+        radius = torch.sqrt(-2.0 * torch.log1p(-u[:, :cols]))
+        return radius * torch.cos((2.0 * math.pi) * u[:, cols:])
+
     # ------------------------------------------------------------------------------------------ learning
 
     def _fold(self, enc: torch.Tensor, rewards: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -143,12 +158,20 @@ class _NeuralPolicy(Policy):
     def _learn(
         self, x: torch.Tensor, model: torch.Tensor, rewards: torch.Tensor, steps: torch.Tensor, num_steps: int
     ) -> None:
+        # Nothing an update computes needs autograd when every network's backward pass is written out, and
+        # inference mode spares each op autograd's bookkeeping; what is committed is copied into the buffers.
+        inference = all(net._manual_backward for net in self._networks())
+        with torch.inference_mode(inference):
+            self._learn_observed(x, model, rewards)
+
+    def _learn_observed(self, x: torch.Tensor, model: torch.Tensor, rewards: torch.Tensor) -> None:
+        """`_learn` proper: fold, append to the history, train when due, commit; all or nothing."""
         enc = self._encode_observed(x, model)
         new_stats = self._fold(enc, rewards)  # computed aside: nothing is committed yet
         self._check_usable(new_stats)
         due = self.train_steps > 0 and int(self.since_train) + enc.shape[0] >= self.train_every
         snapshot = [t.detach().clone() for t in self._training_state()] if due else []
-        undo = self._append_history(enc, rewards)
+        undo = self._append_history(enc, rewards, undoable=due)  # without training, nothing below can fail
         try:
             if due:
                 self._train()
@@ -168,17 +191,23 @@ class _NeuralPolicy(Policy):
             if due:
                 self.since_train.zero_()
             else:
-                self.since_train += enc.shape[0]
+                self.since_train.add_(enc.shape[0])  # in place: no Module.__setattr__
         self._invalidate_caches()
 
     def _check_usable(self, stats: dict[str, torch.Tensor], trained: bool = False) -> None:
         """Raise [`InvalidInputError`][banditlib.InvalidInputError] if what an update would commit is not finite: finite
         inputs can still overflow (a context of 1e20 is squared into ``Z`` in float32; rewards near 1e20 square into
         Adam's second moment), and a policy holding such a state could never select again."""
-        bad = [name for name, value in stats.items() if not V.all_finite(value)]
+        checked = dict(stats)
         if trained:
             names = ("network parameters", "adam_m_", "adam_v_")
-            bad += [n for n, t in zip(names, self._training_state(), strict=False) if not V.all_finite(t)]
+            checked.update(zip(names, self._training_state(), strict=False))
+        # V.all_finite's test once for all: every sum is finite exactly when their float64 total is (an
+        # infinity or NaN anywhere propagates); only a non-finite total pays for the tensor by tensor check
+        sums = [t.sum().to(torch.float64) for t in checked.values() if t.numel()]
+        if not sums or bool(torch.isfinite(sum(sums[1:], sums[0]))):
+            return
+        bad = [name for name, value in checked.items() if not V.all_finite(value)]
         if bad:
             raise InvalidInputError(
                 f"{type(self).__name__}.update(): the inputs are too large for the policy's statistics: the update "
@@ -195,6 +224,10 @@ class _NeuralPolicy(Policy):
         n = min(int(self.n_seen_), self.history)
         return self.hist_x_[:n], self.hist_r_[:n]
 
+    def _networks(self) -> list[MLP]:
+        """Every network of the policy."""
+        return [self.net]
+
     def _training_state(self) -> list[torch.Tensor]:
         """Everything ``_train`` changes."""
         return [self.net.params, self.adam_m_, self.adam_v_, self.adam_t_, self.train_rounds]
@@ -203,24 +236,29 @@ class _NeuralPolicy(Policy):
         """What one observation adds to each history buffer (a row per observation, by buffer name)."""
         return {"hist_x_": enc, "hist_r_": rewards}
 
-    def _append_history(self, enc: torch.Tensor, rewards: torch.Tensor) -> Any:
-        """Write the observations into the ring buffers; returns a function that undoes it."""
+    def _append_history(self, enc: torch.Tensor, rewards: torch.Tensor, undoable: bool = True) -> Any:
+        """Write the observations into the ring buffers; returns a function that undoes it (which only resets the
+        count, not the overwritten rows, unless ``undoable``)."""
         rows = self._history_rows(enc, rewards)
         N, H = enc.shape[0], self.history
         start = int(self.n_seen_)
         if N > H:
             rows, start = {k: v[-H:] for k, v in rows.items()}, start + N - H
-        pos = (start + torch.arange(min(N, H), device=enc.device)) % H
-        old = {k: getattr(self, k)[pos].clone() for k in rows}
+        first = start % H
+        if first + min(N, H) <= H:  # one contiguous stretch of the ring: slices, no index tensors
+            pos: slice | torch.Tensor = slice(first, first + min(N, H))
+        else:
+            pos = (start + torch.arange(min(N, H), device=enc.device)) % H
+        old = {k: getattr(self, k)[pos].clone() for k in rows} if undoable else {}
         with torch.no_grad():
             for k, v in rows.items():
                 getattr(self, k)[pos] = v
-            self.n_seen_ += N
+            self.n_seen_.add_(N)
 
         def undo() -> None:
             for k, v in old.items():
                 getattr(self, k)[pos] = v
-            self.n_seen_ -= N
+            self.n_seen_.sub_(N)
 
         return undo
 
@@ -230,7 +268,7 @@ class _NeuralPolicy(Policy):
         anchor = self.theta0_ if self.loss == "anchor" else None
         wd = self.reg if self.loss == "weight_decay" else 0.0
         self._adam(self.net, "", x, r, STREAM_TRAIN, anchor=anchor, weight_decay=wd)
-        self.train_rounds += 1
+        self.train_rounds.add_(1)
 
     def _adam(
         self,
@@ -252,13 +290,84 @@ class _NeuralPolicy(Policy):
         first = int(self.train_rounds) * self.train_steps
         rows = torch.arange(first, first + self.train_steps, device=self.device)
         picks = (_random.uniform(self.seed, stream, rows, self.batch_size) * n).long().clamp_max(n - 1)
+        if not net._manual_backward:
+            self._adam_autograd(net, X, y, picks, m, v, t_buf, anchor, weight_decay)
+        else:
+            self._adam_steps(net, X, y, picks, m, v, t_buf, anchor, weight_decay)
+        if not (bool(torch.isfinite(params).all()) and bool(torch.isfinite(v).all())):
+            raise NumericalError(
+                f"{type(self).__name__}.update(): training made the network's parameters or Adam's moments non-finite "
+                "(rewards or contexts too large, or `lr` too large); the update was rolled back."
+            )
+
+    def _adam_steps(
+        self,
+        net: MLP,
+        X: torch.Tensor,
+        y: torch.Tensor,
+        picks: torch.Tensor,
+        m: torch.Tensor,
+        v: torch.Tensor,
+        t_buf: torch.Tensor,
+        anchor: torch.Tensor | None,
+        weight_decay: float,
+    ) -> None:
+        """The steps of `_adam` with the loss gradient written out (`MSEGradient`): the arithmetic of
+        `_adam_autograd` bit for bit, without building a graph, and without allocating per step."""
+        n, (steps, B) = X.shape[0], picks.shape
+        with torch.no_grad():
+            P = net.params.detach()
+            g = torch.empty_like(P)
+            loss_gradient = MSEGradient(net, P, g, B)
+            denom = torch.empty_like(P)
+            diff = torch.empty_like(P)
+
+            def const(value: float) -> torch.Tensor:  # the value a Python scalar operand is cast to
+                return torch.full((), value, dtype=P.dtype, device=P.device)
+
+            b1, b2 = _BETAS
+            b1_t, b2_t, eps_t, two = const(b1), const(b2), const(_EPS), const(2.0)
+            if anchor is not None:  # autograd's gradient of reg / (2 n) ||P - anchor||^2: that scalar times 2 (P - A)
+                anchor_scale = torch.ones((), dtype=P.dtype, device=P.device) * (0.5 * self.reg / n)
+            batches = _minibatches(X, y, picks)
+            t0 = int(t_buf)
+            for step in range(steps):
+                loss_gradient(*batches(step))
+                if anchor is not None:
+                    g.add_(torch.sub(P, anchor, out=diff).mul_(two).mul_(anchor_scale))
+                if weight_decay:
+                    g.add_(P, alpha=weight_decay)
+                t = t0 + step + 1
+                m.mul_(b1_t).add_(g, alpha=1 - b1)
+                v.mul_(b2_t).addcmul_(g, g, value=1 - b2)
+                step_size = self.lr * math.sqrt(1 - b2**t) / (1 - b1**t)
+                P.addcdiv_(m, torch.sqrt(v, out=denom).add_(eps_t), value=-step_size)
+            t_buf += steps
+
+    def _adam_autograd(
+        self,
+        net: MLP,
+        X: torch.Tensor,
+        y: torch.Tensor,
+        picks: torch.Tensor,
+        m: torch.Tensor,
+        v: torch.Tensor,
+        t_buf: torch.Tensor,
+        anchor: torch.Tensor | None,
+        weight_decay: float,
+    ) -> None:
+        """The steps of `_adam` with the loss differentiated by ``torch.autograd`` (activations without a
+        written-out backward)."""
+        n = X.shape[0]
+        params = net.params
         b1, b2 = _BETAS
-        for step in range(self.train_steps):
+        for step in range(picks.shape[0]):
             idx = picks[step]
-            loss = 0.5 * torch.mean((net(X[idx]) - y[idx]) ** 2)
-            if anchor is not None:
-                loss = loss + (0.5 * self.reg / n) * torch.sum((params - anchor) ** 2)
-            (g,) = torch.autograd.grad(loss, [params])
+            with torch.enable_grad():
+                loss = 0.5 * torch.mean((net(X[idx]) - y[idx]) ** 2)
+                if anchor is not None:
+                    loss = loss + (0.5 * self.reg / n) * torch.sum((params - anchor) ** 2)
+                (g,) = torch.autograd.grad(loss, [params])
             with torch.no_grad():
                 if weight_decay:
                     g = g.add(params, alpha=weight_decay)
@@ -268,8 +377,22 @@ class _NeuralPolicy(Policy):
                 v.mul_(b2).addcmul_(g, g, value=1 - b2)
                 step_size = self.lr * math.sqrt(1 - b2**t) / (1 - b1**t)
                 params.addcdiv_(m, v.sqrt().add_(_EPS), value=-step_size)
-        if not (bool(torch.isfinite(params).all()) and bool(torch.isfinite(v).all())):
-            raise NumericalError(
-                f"{type(self).__name__}.update(): training made the network's parameters or Adam's moments non-finite "
-                "(rewards or contexts too large, or `lr` too large); the update was rolled back."
-            )
+
+
+def _minibatches(X: torch.Tensor, y: torch.Tensor, picks: torch.Tensor) -> Any:
+    """``step -> (X[picks[step]], y[picks[step]][:, None])``, gathered in one go when that is small.
+
+    Each pre-gathered minibatch starts at an address aligned like a fresh allocation: MKL's matrix products can
+    round differently for differently aligned inputs, and the result must equal a per-step ``X[idx]`` bit for bit.
+    """
+    steps, B = picks.shape
+    D = X.shape[1]
+    if steps * B * D > _GATHER_AT_ONCE:
+        return lambda step: (X[picks[step]], y[picks[step]].unsqueeze(-1))
+    per = -(-B * D * X.element_size() // _ALIGN) * _ALIGN // X.element_size()  # elements per step, padded
+    flat = picks.reshape(-1)
+    xs = torch.empty(steps, per, dtype=X.dtype, device=X.device)
+    xs[:, : B * D].view(steps, B, D).copy_(X.index_select(0, flat).view(steps, B, D))
+    ys = y.index_select(0, flat).view(steps, B, 1)
+    xb = [xs[step, : B * D].view(B, D) for step in range(steps)]
+    return lambda step: (xb[step], ys[step])

@@ -8,19 +8,36 @@ with it and with the float64 references). Only inputs of the right shapes and dt
 finiteness is not checked up front: a NaN or infinite input makes the results non-finite, which the fast
 path detects at its end, before committing anything, and then hands the call to the batched path. So every
 error message comes from the batched path, and the happy path pays for no separate check.
+
+Per call the path costs a few microseconds beyond its arithmetic, so the overhead is kept out of it: one
+``np.errstate`` per public call (`ignoring_fp`, the decorator form, which is cheaper than a ``with`` block),
+no dtype objects or dicts built per call, a single action and reward read as Python scalars, and the top arm
+of ``k = 1`` found on a Python list.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from banditlib import _random
 
-__all__ = ["MAX_ROW_WORK", "as_actions", "as_rewards", "as_row", "top_k"]
+__all__ = [
+    "MAX_ROW_WORK",
+    "as_actions",
+    "as_rewards",
+    "as_row",
+    "ignoring_fp",
+    "single_action",
+    "single_reward",
+    "top_1",
+    "top_k",
+]
 
 # Rows whose scoring costs more than this many multiply-adds (K d^2) go to the batched torch path, which is
 # multithreaded: beyond it the numpy path's saving on dispatch no longer matters.
@@ -28,15 +45,36 @@ MAX_ROW_WORK = 1 << 18
 
 
 _NUMPY_DTYPES = (torch.float64, torch.float32, torch.float16, torch.int64, torch.int32, torch.int16, torch.int8)
+_INT_DTYPES = frozenset({torch.int64, torch.int32, torch.int16, torch.int8})
+_FLOAT_KINDS = frozenset({np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.float16)})
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def ignoring_fp(fn: F) -> F:
+    """``fn`` run with numpy's overflow and invalid-value warnings off (non-finite results are handed to the
+    batched path, which raises the right error). numpy 2's ``errstate`` decorator keeps its token per call, so
+    it is thread-safe; older numpy enters a fresh ``errstate`` per call."""
+    if int(np.__version__.split(".", 1)[0]) >= 2:
+        return np.errstate(over="ignore", invalid="ignore")(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _plain_array(value: Any) -> np.ndarray | None:
     """A numpy view of ``value`` when it is cheap and unambiguous to get one, else ``None``."""
+    if type(value) is np.ndarray:
+        return value
     if isinstance(value, np.ndarray):
         return np.asarray(value)  # a subclass (np.matrix) indexes differently: use the plain array
     if isinstance(value, torch.Tensor):
         ok = (
-            value.device.type == "cpu" and value.layout == torch.strided and not value.requires_grad
+            value.is_cpu and value.layout == torch.strided and not value.requires_grad
             and value.dtype in _NUMPY_DTYPES
         )  # fmt: skip
         return value.numpy() if ok else None
@@ -50,16 +88,18 @@ def _plain_array(value: Any) -> np.ndarray | None:
 
 def as_row(value: Any, dim: int, shared: bool, dtype: np.dtype[Any]) -> np.ndarray | None:
     """The single row of ``value`` as ``(K, d)`` (``shared``: input ``(1, K, d)``) or ``(d,)`` (input
-    ``(1, d)``), or ``None`` if ineligible."""
+    ``(1, d)``), or ``None`` if ineligible. Call under `ignoring_fp`: a value beyond float32 becomes inf,
+    which the batched path then rejects."""
     arr = _plain_array(value)
-    if arr is None or arr.dtype.kind != "f" or arr.shape[0:1] != (1,):
+    if arr is None or arr.dtype.kind != "f":
         return None
-    if (shared and (arr.ndim != 3 or arr.shape[2] != dim or arr.shape[1] == 0)) or (
-        not shared and arr.shape != (1, dim)
-    ):
+    if shared:
+        shape = arr.shape
+        if len(shape) != 3 or shape[0] != 1 or shape[2] != dim or shape[1] == 0:
+            return None
+    elif arr.shape != (1, dim):
         return None
-    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, which the batched path then rejects
-        return arr[0].astype(dtype, copy=False)
+    return arr[0].astype(dtype, copy=False)
 
 
 def as_actions(value: Any, num_arms: int) -> np.ndarray | None:
@@ -75,13 +115,57 @@ def as_actions(value: Any, num_arms: int) -> np.ndarray | None:
     return a
 
 
+def single_action(value: Any, num_arms: int) -> int | None:
+    """The action of a ``(1, 1)`` integer input in ``[0, num_arms)`` as an int, else ``None`` (then
+    `as_actions` decides): what `as_actions` returns for it, without building arrays."""
+    if isinstance(value, torch.Tensor):
+        if not (value.dtype in _INT_DTYPES and value.is_cpu and value.layout == torch.strided):
+            return None
+        if value.shape != (1, 1):
+            return None
+        a = int(value.item())
+    else:
+        arr = _plain_array(value)
+        if arr is None or arr.shape != (1, 1) or arr.dtype.kind not in "iu":
+            return None
+        # what as_actions reads (a uint64 beyond int64 wraps negative there)
+        a = arr.item() if arr.dtype.kind == "i" else int(arr[0, 0].astype(np.int64))
+    return a if 0 <= a < num_arms else None
+
+
+def single_reward(value: Any, shape: tuple[int, ...], dtype: np.dtype[Any]) -> float | None:
+    """The one reward of a floating input of exactly ``shape`` (``(1, 1)`` or ``(1,)``), rounded to ``dtype``
+    as `as_rewards` rounds it, as a float; ``None`` otherwise (integer rewards go through `as_rewards`). Call
+    under `ignoring_fp`."""
+    arr = _plain_array(value)
+    if arr is None or arr.shape != shape or arr.dtype not in _FLOAT_KINDS:
+        return None
+    return float(dtype.type(arr.item()))  # a float64 rounds to float32 exactly as astype does
+
+
 def as_rewards(value: Any, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray | None:
-    """Rewards of exactly ``shape`` (``(1, k)`` or ``(1,)``) as a flat ``(k,)`` array, or ``None``."""
+    """Rewards of exactly ``shape`` (``(1, k)`` or ``(1,)``) as a flat ``(k,)`` array, or ``None``. Call under
+    `ignoring_fp`."""
     arr = _plain_array(value)
     if arr is None or arr.dtype.kind not in "fiu" or arr.shape != shape:
         return None
-    with np.errstate(over="ignore"):
-        return arr.reshape(-1).astype(dtype, copy=False)
+    return arr.reshape(-1).astype(dtype, copy=False)
+
+
+def top_1(scores: np.ndarray, seed: int, row: int) -> int | None:
+    """`top_k` for ``k = 1`` as an int (``None`` when a score is not finite), the same arm.
+
+    A NaN or infinity makes the (float64) sum of the scores non-finite; so does an overflow of finite float64
+    scores beyond about 1e307, which then only costs a detour through the batched path (same decision)."""
+    if scores.shape[0] <= 64:  # Python lists beat numpy's per-call cost on a few arms
+        values = scores.tolist()
+        if not math.isfinite(sum(values)):
+            return None
+        best = int(scores.argmax())
+        if values.count(values[best]) == 1:
+            return best
+    best_k = top_k(scores, 1, seed, row)
+    return None if best_k is None else int(best_k[0])
 
 
 def top_k(scores: np.ndarray, k: int, seed: int, row: int) -> np.ndarray | None:

@@ -87,6 +87,14 @@ class Selection:
     bonus: torch.Tensor
 
 
+def _selection(actions: torch.Tensor, scores: torch.Tensor, mean: torch.Tensor, bonus: torch.Tensor) -> Selection:
+    """``Selection(actions, scores, mean, bonus)`` without the frozen dataclass's per-field ``__setattr__``
+    (the same object: the class has no ``__post_init__`` and no slots)."""
+    sel = object.__new__(Selection)
+    sel.__dict__.update(actions=actions, scores=scores, mean=mean, bonus=bonus)
+    return sel
+
+
 class Policy(nn.Module):
     """Base class of every bandit policy: one batched ``select`` / ``update`` API for both arm models.
 
@@ -166,6 +174,13 @@ class Policy(nn.Module):
         self._fast_path = self._row_path
         self._views: dict[str, np.ndarray] | None = None
         self._lock = threading.RLock()
+        self._set_row_flags()
+
+    def _set_row_flags(self) -> None:
+        """What the single-row dispatch reads on every call, computed when the dtype or device is set."""
+        self._np_dtype: np.dtype[Any] = np.dtype(np.float64 if self.dtype == torch.float64 else np.float32)
+        self._row_update_ok = self.device.type == "cpu"
+        self._row_select_ok = self._row_update_ok and self.backend != "triton"
 
     # ------------------------------------------------------------------------------------------ copies
 
@@ -195,7 +210,6 @@ class Policy(nn.Module):
         """``M``: 1 for the shared-parameter model, ``K`` for disjoint arms."""
         return 1 if self.arms is None else self.arms
 
-    @_locked
     def select(self, contexts: Any, k: int = 1, mask: Any = None) -> Selection:
         """Choose ``k`` arms in each of ``B`` rounds. Never changes learned state.
 
@@ -213,19 +227,27 @@ class Policy(nn.Module):
             InvalidInputError: bad shapes, dtypes, non-finite values, ``k`` out of range, rows with fewer
                 than ``k`` available arms.
         """
-        if (
-            mask is None
-            and self._fast_path
-            and self.device.type == "cpu"
-            and self.backend != "triton"
-            and type(k) is int
-        ):
-            row = _online.as_row(contexts, self.dim, self.arms is None, self._np_dtype)
-            K = self.arms or (row.shape[0] if row is not None else 0)
-            if row is not None and 1 <= k <= K and K * self.dim * self.dim <= _online.MAX_ROW_WORK:
-                fast = self._select_row(row, k)
+        with self._lock:  # what @_locked does, inlined: one frame less on the single-row path
+            if mask is None and self._fast_path and self._row_select_ok and type(k) is int:
+                fast = self._select_fast(contexts, k)
                 if fast is not None:
                     return fast
+            return self._select_batched(contexts, k, mask)
+
+    forward = select
+
+    @_online.ignoring_fp
+    def _select_fast(self, contexts: Any, k: int) -> Selection | None:
+        """The single-row path of `select` (``None``: the batched path must do it)."""
+        row = _online.as_row(contexts, self.dim, self.arms is None, self._np_dtype)
+        if row is None:
+            return None
+        K = self.arms or row.shape[0]
+        if 1 <= k <= K and K * self.dim * self.dim <= _online.MAX_ROW_WORK:
+            return self._select_row(row, k)
+        return None
+
+    def _select_batched(self, contexts: Any, k: int, mask: Any) -> Selection:
         where = f"{type(self).__name__}.select()"
         x = V.as_real_tensor(contexts, where, "contexts", dtype=self.dtype, device=self.device)
         V.check_contexts(x, where, dim=self.dim, arms=self.arms)
@@ -248,9 +270,6 @@ class Policy(nn.Module):
         self.rng_counter.fill_(first + B)
         return Selection(actions=actions, scores=scores, mean=mean, bonus=bonus)
 
-    forward = select
-
-    @_locked
     def update(self, contexts: Any, actions: Any, rewards: Any) -> None:
         """Learn from the rewards of the chosen arms. All-or-nothing: on error the state is unchanged.
 
@@ -264,8 +283,12 @@ class Policy(nn.Module):
         Raises:
             InvalidInputError: bad shapes, dtypes, non-finite values, out-of-range or repeated actions.
         """
-        if self._fast_path and self.device.type == "cpu" and self._update_row(contexts, actions, rewards):
-            return
+        with self._lock:  # what @_locked does, inlined
+            if self._fast_path and self._row_update_ok and self._update_row(contexts, actions, rewards):
+                return
+            self._update_batched(contexts, actions, rewards)
+
+    def _update_batched(self, contexts: Any, actions: Any, rewards: Any) -> None:
         where = f"{type(self).__name__}.update()"
         x = V.as_real_tensor(contexts, where, "contexts", dtype=self.dtype, device=self.device)
         V.check_contexts(x, where, dim=self.dim, arms=self.arms)
@@ -300,11 +323,8 @@ class Policy(nn.Module):
         Raises:
             InvalidInputError: disjoint model, bad shapes, dtypes or non-finite values.
         """
-        if self.arms is None and self._fast_path and self.device.type == "cpu":
-            row = _online.as_row(x, self.dim, False, self._np_dtype)
-            r_row = _online.as_rewards(rewards, (1,), self._np_dtype) if row is not None else None
-            if row is not None and r_row is not None and self._learn_row(row[None], np.zeros(1, np.int64), r_row):
-                return
+        if self.arms is None and self._fast_path and self._row_update_ok and self._update_features_row(x, rewards):
+            return
         where = f"{type(self).__name__}.update_features()"
         if self.arms is not None:
             raise InvalidInputError(
@@ -321,47 +341,77 @@ class Policy(nn.Module):
         steps = torch.arange(feats.shape[0], device=self.device)
         self._learn(feats, torch.zeros_like(steps), r, steps, feats.shape[0])
 
+    @_online.ignoring_fp
+    def _update_features_row(self, x: Any, rewards: Any) -> bool:
+        """The single-row path of `update_features` (``False``: the batched path must do it)."""
+        row = _online.as_row(x, self.dim, False, self._np_dtype)
+        if row is None:
+            return False
+        r = _online.single_reward(rewards, (1,), self._np_dtype)
+        if r is None:
+            r_row = _online.as_rewards(rewards, (1,), self._np_dtype)
+            if r_row is None:
+                return False
+            r = float(r_row[0])
+        return self._learn_row(row[None], (0,), (r,))
+
     def _state_views(self) -> dict[str, np.ndarray]:
         """numpy views sharing memory with the CPU buffers (rebuilt when ``.to()`` replaces them)."""
         if self._views is None:
             self._views = {name: buf.numpy() for name, buf in self.named_buffers()}
         return self._views
 
-    @property
-    def _np_dtype(self) -> np.dtype[Any]:
-        return np.dtype(np.float64 if self.dtype == torch.float64 else np.float32)
-
     def _select_row(self, x: np.ndarray, k: int) -> Selection | None:
         """[`select`][banditlib.Policy.select] for one row on the CPU (see ``policies/_online.py``); ``None`` hands the
         call to the batched path (non-finite scores, from a non-finite context or a degenerate state)."""
         if not self._scores_use_contexts and not np.isfinite(x).all():
             return None
-        counter = self._state_views()["rng_counter"]
-        row = int(counter)
-        with np.errstate(over="ignore", invalid="ignore"):  # non-finite scores are handed over below
-            mean, bonus = self._score_row(x, row)
-            scores = mean + bonus
-        actions = _online.top_k(scores, k, self.seed, row)
-        if actions is None:
-            return None
+        counter = (self._views or self._state_views())["rng_counter"]
+        row = counter.item()
+        mean, bonus = self._score_row(x, row)  # under ignoring_fp: non-finite scores are handed over below
+        scores = mean + bonus
+        if k == 1:
+            best = _online.top_1(scores, self.seed, row)
+            if best is None:
+                return None
+            actions = np.array([[best]], dtype=np.int64)
+        else:
+            top = _online.top_k(scores, k, self.seed, row)
+            if top is None:
+                return None
+            actions = top[None]
         counter[...] = row + 1
-        return Selection(
-            actions=torch.from_numpy(actions[None]),
-            scores=torch.from_numpy(scores[None]),
-            mean=torch.from_numpy(mean[None]),
-            bonus=torch.from_numpy(bonus[None]),
+        return _selection(
+            torch.from_numpy(actions),
+            torch.from_numpy(scores[None]),
+            torch.from_numpy(mean[None]),
+            torch.from_numpy(bonus[None]),
         )
 
+    @_online.ignoring_fp
     def _update_row(self, contexts: Any, actions: Any, rewards: Any) -> bool:
         """[`update`][banditlib.Policy.update] for one valid row on the CPU; ``False`` when the batched path must handle
         it."""
-        x = _online.as_row(contexts, self.dim, self.arms is None, self._np_dtype)
+        dtype = self._np_dtype
+        x = _online.as_row(contexts, self.dim, self.arms is None, dtype)
         if x is None:
             return False
-        a = _online.as_actions(actions, self.arms or x.shape[0])
+        num_arms = self.arms or x.shape[0]
+        m = _online.single_action(actions, num_arms)
+        if m is not None:  # one action, read as an int (the common case)
+            r1 = _online.single_reward(rewards, (1, 1), dtype)
+            if r1 is None:
+                r_arr = _online.as_rewards(rewards, (1, 1), dtype)
+                if r_arr is None:
+                    return False
+                r1 = float(r_arr[0])
+            if self.arms is not None:
+                return self._learn_row(x[None], (m,), (r1,))
+            return self._learn_row(x[m : m + 1], (0,), (r1,))
+        a = _online.as_actions(actions, num_arms)
         if a is None:
             return False
-        r = _online.as_rewards(rewards, (1, a.shape[0]), self._np_dtype)
+        r = _online.as_rewards(rewards, (1, a.shape[0]), dtype)
         if r is None:
             return False
         if self.arms is not None:
@@ -397,9 +447,13 @@ class Policy(nn.Module):
         """`_score` for one row in numpy: ``x`` ``(d,)`` or ``(K, d)`` -> mean and bonus ``(K,)``."""
         raise NotImplementedError
 
-    def _learn_row(self, x: np.ndarray, models: np.ndarray, rewards: np.ndarray) -> bool:
+    def _learn_row(
+        self, x: np.ndarray, models: np.ndarray | tuple[int, ...], rewards: np.ndarray | tuple[float, ...]
+    ) -> bool:
         """`_learn` for one round in numpy: ``x`` ``(n, d)``, distinct ``models`` ``(n,)``, ``rewards``
-        ``(n,)``. Returns ``False`` (changing nothing) when the batched path must do it."""
+        ``(n,)`` (arrays, or tuples of Python numbers for one observation). Runs under
+        `banditlib.policies._online.ignoring_fp`. Returns ``False`` (changing nothing) when the batched path
+        must do it."""
         return False
 
     def _invalidate_caches(self) -> None:
@@ -481,9 +535,16 @@ class Policy(nn.Module):
     def _top_k(self, scores: torch.Tensor, k: int, rows: torch.Tensor) -> torch.Tensor:
         """Top-``k`` per row, best first; exact ties ordered uniformly at random by the generator."""
         K = scores.shape[1]
-        vals, idx = masked_topk(scores, min(k + 1, K), backend=self.backend)
-        tied = (vals[:, 1:] == vals[:, :-1]).any(dim=1)
-        idx = idx[:, :k]
+        if k == 1 and not scores.is_cuda:
+            # One max and a count of the rows' top value: the same decisions as the top-2 below (a row is tied
+            # exactly when its top value occurs twice), at about half the cost of torch.topk on a CPU.
+            top_vals, idx = scores.max(dim=1, keepdim=True)
+            vals = top_vals
+            tied = (scores == top_vals).sum(dim=1) > 1
+        else:
+            vals, idx = masked_topk(scores, min(k + 1, K), backend=self.backend)
+            tied = (vals[:, 1:] == vals[:, :-1]).any(dim=1)
+            idx = idx[:, :k]
         if bool(tied.any()):
             t = torch.nonzero(tied).squeeze(1)
             keys = _random.uniform(self.seed, _random.STREAM_TIES, rows[t], K)
@@ -519,6 +580,7 @@ class Policy(nn.Module):
                 setattr(self, name, getattr(self, name).to(torch.float64))
         self.dtype, self.device = probe.dtype, probe.device
         self._views = None
+        self._set_row_flags()
         self._invalidate_caches()
         return self
 

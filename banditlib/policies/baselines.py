@@ -177,7 +177,9 @@ class Random(Policy):
         draws = _random.uniform_np(self.seed, _random.STREAM_EXPLORE, row, K).astype(self._np_dtype)
         return np.zeros_like(draws), draws
 
-    def _learn_row(self, x: np.ndarray, models: np.ndarray, rewards: np.ndarray) -> bool:
+    def _learn_row(
+        self, x: np.ndarray, models: np.ndarray | tuple[int, ...], rewards: np.ndarray | tuple[float, ...]
+    ) -> bool:
         return bool(np.isfinite(x).all() and np.isfinite(rewards).all())
 
     def _learn(

@@ -181,6 +181,9 @@ class EENet(_NeuralPolicy):
             self._adam(self.decide, "3", self.hist_s_[:n], self.hist_r_[:n], STREAM_DECIDE_NET)
         super()._train()
 
+    def _networks(self) -> list[MLP]:
+        return [self.net, self.explore, self.decide]
+
     def _training_state(self) -> list[torch.Tensor]:
         extra = [self.explore.params, self.decide.params]
         extra += [getattr(self, f"adam{i}_{k}_") for i in "23" for k in "mvt"]

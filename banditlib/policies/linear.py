@@ -72,7 +72,11 @@ class LinUCB(_RidgePolicy):
 
     def _score_row(self, x: np.ndarray, row: int) -> tuple[np.ndarray, np.ndarray]:
         mean, var = self._mean_var_row(x)
-        return mean, self.alpha * np.sqrt(np.maximum(var, 0.0))
+        # alpha * sqrt(max(var, 0)) in place on the fresh `var` (alpha = 1 multiplies by nothing)
+        np.sqrt(np.maximum(var, 0.0, out=var), out=var)
+        if self.alpha != 1.0:
+            var *= self.alpha
+        return mean, var
 
 
 class LinTS(_RidgePolicy):
@@ -138,7 +142,7 @@ class LinTS(_RidgePolicy):
     def _cholesky(self) -> torch.Tensor:
         """Lower Cholesky factor of the shared model's ``A^-1`` ``(d, d)``, cached until the state changes."""
         if self._chol is None:
-            self._chol = linalg.cholesky_factor(self.A_inv_[0], "A_inv_").to(self.dtype)
+            self._chol = linalg.inverse_factor(self.A_inv_[0], self.A_[0]).to(self.dtype)
         return self._chol
 
     def _cholesky_row(self) -> np.ndarray:

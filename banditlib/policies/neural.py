@@ -19,13 +19,14 @@ its ``sqrt(lambda nu g^2 / U)`` with ``U = lambda + sum g^2`` is ``gamma = sqrt(
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
-from banditlib import _random, linalg
 from banditlib import _validation as V
+from banditlib import linalg
 from banditlib.errors import InvalidInputError
-from banditlib.kernels import neural_bonus, shared_score
+from banditlib.kernels import neural_bonus, resolve_backend, shared_score
 from banditlib.policies._network import gradient_pieces
 from banditlib.policies._neural_base import _NeuralPolicy
 
@@ -55,25 +56,54 @@ class _GradientBandit(_NeuralPolicy):
             eye = torch.eye(q, dtype=torch.float64, device=self.device)
             self.register_buffer("Z_", eye * self.reg)
             self.register_buffer("Z_inv_", (eye / self.reg).to(self.dtype))
-        self._zinv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._zinv: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+        self._zinv_store: (
+            tuple[Any, torch.Tensor, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] | None
+        ) = None
 
     def _invalidate_caches(self) -> None:
-        self._zinv = None
+        self.__dict__["_zinv"] = None  # (plain attributes: skip nn.Module.__setattr__, which costs microseconds)
 
-    def _zinv_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """``1 / Z`` per layer as ``(W part (out, in), bias part (out,))`` in the policy's dtype, cached."""
-        if self._zinv is None:
-            self._zinv = self.net.layers((1.0 / self.Z_diag_).to(self.dtype))
-        return self._zinv
+    def _zinv_layers(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``1 / Z`` per layer as ``(W part (out, in), its transpose, bias part (out,))`` in the policy's dtype,
+        cached until the next update; recomputed into the same vectors, whose views are kept (rebuilt when
+        ``Z_diag_`` moves to another storage, as after ``.to()`` or a copy)."""
+        if self._zinv is not None:
+            return self._zinv
+        Z = self.Z_diag_
+        key = (Z.data_ptr(), Z.device, self.dtype)
+        store = self._zinv_store
+        if store is None or store[0] != key:
+            inv64, inv = torch.empty_like(Z), torch.empty(Z.shape, dtype=self.dtype, device=Z.device)
+            store = (key, inv64, inv, [(w, w.T, b) for w, b in self.net.layers(inv)])
+            self.__dict__["_zinv_store"] = store
+        _, inv64, inv, views = store
+        inv.copy_(torch.div(1.0, Z, out=inv64))  # (1.0 / Z_diag_).to(dtype), into the same vectors
+        self.__dict__["_zinv"] = views
+        return views
 
     def _mean_var(self, enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``f`` and ``g^T Z^-1 g`` for network inputs ``enc`` ``(N, D)``: each ``(N,)``."""
         f, pieces = gradient_pieces(self.net, enc)
         if self.z == "diag":
-            var = torch.zeros_like(f)
-            for (h, delta), (w_inv, b_inv) in zip(pieces, self._zinv_layers(), strict=True):
-                var = var + neural_bonus(delta, h, w_inv, backend=self.backend) + (delta * delta) @ b_inv
-            return f, var
+            layers = self._zinv_layers()
+            if resolve_backend(self.backend, enc, what="neural_bonus") == "triton":
+                total = torch.zeros_like(f)
+                for (h, delta), (w_inv, _, b_inv) in zip(pieces, layers, strict=True):
+                    total = total + neural_bonus(delta, h, w_inv, backend=self.backend) + (delta * delta) @ b_inv
+                return f, total
+            # neural_bonus_torch's arithmetic with each layer's delta^2 computed once; the output layer's delta
+            # is exactly 1, so its terms are h^2 @ Z_inv^T and the bias' Z_inv, without multiplying by 1 (and the
+            # sum starts from the first terms rather than from 0 + them: the same values)
+            var: torch.Tensor | None = None
+            for (h, delta), (_, w_inv_t, b_inv) in zip(pieces[:-1], layers[:-1], strict=True):
+                d2 = delta * delta
+                term = ((h * h) @ w_inv_t * d2).sum(-1)
+                var = term + d2 @ b_inv if var is None else var + term + d2 @ b_inv
+            h = pieces[-1][0]
+            _, w_inv_t, b_inv = layers[-1]
+            term = ((h * h) @ w_inv_t).squeeze(-1)
+            return f, term + b_inv if var is None else var + term + b_inv
         G = torch.cat([pieces[-1][0], torch.ones_like(f).unsqueeze(1)], dim=1)
         _, var = shared_score(G, self.Z_inv_, torch.zeros_like(G[0]), backend=self.backend)
         return f, var.to(f.dtype)
@@ -81,11 +111,20 @@ class _GradientBandit(_NeuralPolicy):
     def _fold(self, enc: torch.Tensor, rewards: torch.Tensor) -> dict[str, torch.Tensor]:
         _, pieces = gradient_pieces(self.net, enc)
         if self.z == "diag":
-            parts = []
-            for h, delta in pieces:
-                d2, h2 = (delta * delta).to(torch.float64), (h * h).to(torch.float64)
-                parts += [(d2.T @ h2).reshape(-1), d2.sum(0)]
-            return {"Z_diag_": self.Z_diag_ + torch.cat(parts)}
+            # sum_n g_n^2 per parameter, written layer by layer into one vector (W part (delta^2)^T h^2, bias
+            # part sum delta^2; the output layer's delta is exactly 1), then Z_diag_ added
+            Z = torch.empty_like(self.Z_diag_)
+            N, last = enc.shape[0], len(pieces) - 1
+            for i, ((h, delta), (zW, zc)) in enumerate(zip(pieces, self.net.layers(Z), strict=True)):
+                if i == last:
+                    d2 = torch.ones(N, 1, dtype=torch.float64, device=Z.device)
+                    zc.fill_(float(N))
+                else:
+                    d2 = (delta * delta).to(torch.float64)
+                    torch.sum(d2, 0, out=zc)
+                # a fresh product, copied: MKL's rounding can depend on where its output lies
+                zW.copy_(d2.T @ (h * h).to(torch.float64))
+            return {"Z_diag_": Z.add_(self.Z_diag_)}
         G = torch.cat([pieces[-1][0], torch.ones_like(enc[:, :1])], dim=1)
         Z_new = linalg.rank_update(self.Z_[None], G.to(torch.float64)[None])
         n, q = G.shape
@@ -241,5 +280,5 @@ class NeuralTS(_GradientBandit):
 
     def _score(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, var = self._scored(x)
-        z = _random.normal(self.seed, _random.STREAM_NOISE, rows, mean.shape[1]).to(mean.dtype)
+        z = self._normal(rows, mean.shape[1]).to(mean.dtype)
         return mean, self.nu * var.sqrt() * z

@@ -11,16 +11,31 @@ different networks. Between training rounds they are kept by Sherman-Morrison/Wo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
 
-from banditlib import _random, linalg
 from banditlib import _validation as V
+from banditlib import linalg
 from banditlib.kernels import shared_score
 from banditlib.policies._neural_base import _NeuralPolicy
 
 __all__ = ["NeuralLinTS", "NeuralLinUCB"]
+
+
+@functools.lru_cache(maxsize=16)
+def _probe_vector(d: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """`linalg.probe_vector`, made once (read only; an ordinary tensor even if first asked for in inference mode)."""
+    with torch.inference_mode(False):
+        return linalg.probe_vector(d, dtype, device)
+
+
+def _inverse_residual(A: torch.Tensor, A_inv: torch.Tensor) -> torch.Tensor:
+    """[`linalg.inverse_residual`][banditlib.linalg.inverse_residual], its arithmetic, with the probe vector cached."""
+    u = _probe_vector(A.shape[-1], A.dtype, A.device)
+    v = torch.matmul(A, torch.matmul(A_inv.to(A.dtype), u).unsqueeze(-1)).squeeze(-1)
+    return (v - u).norm(dim=-1)
 
 
 class _NeuralLinear(_NeuralPolicy):
@@ -44,7 +59,7 @@ class _NeuralLinear(_NeuralPolicy):
         self._chol: torch.Tensor | None = None
 
     def _invalidate_caches(self) -> None:
-        self._chol = None
+        self.__dict__["_chol"] = None  # (a plain attribute: skip nn.Module.__setattr__)
 
     def _phi(self, enc: torch.Tensor) -> torch.Tensor:
         """``[h_L(x), 1]`` for network inputs ``enc`` ``(N, D)`` -> ``(N, q)``, without autograd."""
@@ -62,7 +77,7 @@ class _NeuralLinear(_NeuralPolicy):
             A_inv = linalg.refresh_inverse(A[None], self.dtype)[0]
         else:
             A_inv = linalg.woodbury(self.A_inv_[None], phi[None])[0]
-            if not bool(linalg.inverse_residual(A[None], A_inv[None])[0] <= linalg.drift_tolerance(self.dtype)):
+            if not bool(_inverse_residual(A[None], A_inv[None])[0] <= linalg.drift_tolerance(self.dtype)):
                 A_inv = linalg.refresh_inverse(A[None], self.dtype)[0]
         return self._stats(A, b, A_inv)
 
@@ -215,8 +230,8 @@ class NeuralLinTS(_NeuralLinear):
         B = x.shape[0]
         phi = self._phi(self._inputs(x)).view(B, -1, self.A_inv_.shape[0])
         if self._chol is None:
-            self._chol = linalg.cholesky_factor(self.A_inv_, "A_inv_").to(self.dtype)
-        z = _random.normal(self.seed, _random.STREAM_NOISE, rows, self._chol.shape[0]).to(self.dtype)
+            self._chol = linalg.inverse_factor(self.A_inv_, self.A_).to(self.dtype)
+        z = self._normal(rows, self._chol.shape[0]).to(self.dtype)
         delta = self.scale * (z @ self._chol.T)  # (B, q): theta~ - theta per row
         mean = phi @ self.theta_
         return mean, torch.bmm(phi, delta.unsqueeze(-1)).squeeze(-1)

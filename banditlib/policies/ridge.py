@@ -17,7 +17,9 @@ direction, or a disjoint arm, that receives no data relaxes back to exactly the 
 never beyond it (the earlier ``A <- gamma A + x x^T`` discounted the prior too and drove the inverse of an
 unobserved direction to overflow after ``log(max float) / log(1 / gamma)`` rounds). The update is no longer
 rank-one, so with ``forget < 1`` every call recomputes every model's inverse exactly by Cholesky, ``O(M
-d^3)`` per call (the single-row numpy path is not used then).
+d^3)`` per call. A single row on the CPU does the same in numpy (`_RidgePolicy._learn_row_forgetting`): the
+same elementwise discount and rank-one sums, bit for bit, and the inverses from the same float64 Cholesky
+refresh ([`banditlib.linalg.refresh_inverse`][banditlib.linalg.refresh_inverse]) as the batched path.
 """
 
 from __future__ import annotations
@@ -102,6 +104,11 @@ class _RidgePolicy(Policy):
         self.register_buffer("n_updates_", torch.zeros(M, dtype=torch.long, device=self.device))
         self.register_buffer("refresh_counter", torch.zeros(M, dtype=torch.long, device=self.device))
         self._probe: np.ndarray | None = None
+        # Whether every entry sum of A that the single-row path can produce is finite: the row path admits A
+        # only with trace(A) <= _COND_CHECK reg, and sum_ij |A_ij| <= d trace(A) for positive definite A.
+        self._row_sum_A_finite = self.dim * _COND_CHECK * self.reg < 1e300
+        # (1 - gamma) reg I, the prior's share of a round of forgetting, for the single-row path.
+        self._row_prior: np.ndarray | None = None
 
     # --------------------------------------------------------------------------------------- prediction
 
@@ -121,72 +128,159 @@ class _RidgePolicy(Policy):
 
     def _mean_row(self, x: np.ndarray) -> np.ndarray:
         """`_mean` for one row in numpy: ``x`` ``(d,)`` or ``(K, d)`` -> ``(K,)``."""
-        theta = self._state_views()["theta_"]
+        theta = (self._views or self._state_views())["theta_"]
         return theta @ x if self.arms is not None else x @ theta[0]
 
     def _mean_var_row(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`_mean_var` for one row in numpy: each ``(K,)``."""
-        views = self._state_views()
+        views = self._views or self._state_views()
         A_inv, theta = views["A_inv_"], views["theta_"]
         if self.arms is not None:
             return theta @ x, (A_inv @ x) @ x
         return x @ theta[0], ((x @ A_inv[0]) * x).sum(axis=1)
 
-    def _learn_row(self, x: np.ndarray, models: np.ndarray, rewards: np.ndarray) -> bool:
+    def _learn_row(
+        self, x: np.ndarray, models: np.ndarray | tuple[int, ...], rewards: np.ndarray | tuple[float, ...]
+    ) -> bool:
         """One round, one observation per touched model: Sherman-Morrison in numpy, committed at the end.
 
         Returns ``False``, having changed nothing, when a result is not finite or the refresh fails."""
-        gamma = self.forget
-        if gamma != 1.0:  # regularised forgetting is not a rank-one update: the batched path refreshes exactly
-            return False
-        with np.errstate(over="ignore", invalid="ignore"):  # a non-finite sum also goes to the batched path
-            grow = float(np.einsum("md,md->", x, x)) + float(
-                self._state_views()["A_"][models].trace(axis1=-2, axis2=-1).max()
-            )
+        if self.forget != 1.0:
+            return self._learn_row_forgetting(x, models, rewards)
+        views = self._views or self._state_views()
+        A_all = views["A_"]
+        if len(models) == 1:
+            m = int(models[0])
+            diag = views.get("A_diag")
+            if diag is None:  # a view of every model's diagonal, dropped with the other views
+                if not A_all.flags.c_contiguous:
+                    diag = np.diagonal(A_all, axis1=1, axis2=2)
+                else:
+                    diag = views["A_diag"] = A_all.reshape(A_all.shape[0], -1)[:, :: self.dim + 1]
+            # |x|^2 + trace(A): a bound, so summed the cheap way (the batched path sums in another order)
+            grow = float(np.dot(x[0], x[0])) + sum(diag[m].tolist())
+        else:
+            grow = float(np.einsum("md,md->", x, x)) + float(A_all[np.asarray(models)].trace(axis1=-2, axis2=-1).max())
         if not grow <= _COND_CHECK * self.reg:
             return False  # possibly ill-conditioned (or not finite): the batched path checks it
-        views = self._state_views()
-        A_all, A_inv_all, b_all, since_all = (
-            views["A_"],
-            views["A_inv_"],
-            views["b_"],
-            views["refresh_counter"],
-        )
-        new = []
-        # Overflow is reported as NumericalError below, not as a numpy warning.
-        with np.errstate(over="ignore", invalid="ignore"):
-            for j in range(models.shape[0]):
-                m, x1 = int(models[j]), x[j]
-                x64 = x1.astype(np.float64)
-                M = A_inv_all[m] / gamma if gamma != 1.0 else A_inv_all[m]
-                Mx = M @ x1
-                denom = 1.0 + float(x1 @ Mx)
-                A_inv = M - Mx[:, None] * (Mx / denom)
-                A = (A_all[m] * gamma if gamma != 1.0 else A_all[m]) + x64[:, None] * x64
-                b = (b_all[m] * gamma if gamma != 1.0 else b_all[m]) + float(rewards[j]) * x64
-                since = int(since_all[m]) + 1
-                if since >= self.refresh_every or (since % DRIFT_CHECK_EVERY == 0 and self._drifted_row(A, A_inv)):
-                    try:
-                        A_inv = linalg.refresh_inverse(torch.from_numpy(A)[None], self.dtype)[0].numpy()
-                    except NumericalError:
-                        return False
-                    since = 0
-                theta = (A_inv @ b).astype(A_inv.dtype)
-                # NaN or inf anywhere in x, r or the result shows in these sums (an overflowing sum of finite
-                # values only costs a detour): the batched path then raises the right error.
-                if not (math.isfinite(denom) and denom > 0 and math.isfinite(float(theta.sum()) + float(A.sum()))):
-                    return False
-                new.append((m, A, A_inv, b, theta, since))
+        if len(models) == 1:  # the common case, without the list
+            new = self._sherman_morrison_row(views, m, x[0], float(rewards[0]))
+            if new is None:
+                return False
+            _, A, A_inv, b, theta, since = new
+            if type(A) is tuple:  # the outer product x x^T, added in place: the same sum as A + x x^T
+                A_all[m] += A[0]
+            else:
+                A_all[m] = A
+            views["A_inv_"][m], views["b_"][m], views["theta_"][m] = A_inv, b, theta
+            views["n_updates_"][m] += 1
+            views["refresh_counter"][m] = since
+            self._invalidate_caches()
+            return True
+        pending = []
+        for j in range(len(models)):
+            one = self._sherman_morrison_row(views, int(models[j]), x[j], float(rewards[j]))
+            if one is None:
+                return False
+            pending.append(one)
         # Commit: nothing below can fail.
-        if gamma != 1.0 and models.shape[0] < self.num_models:
-            A_all *= gamma
-            A_inv_all /= gamma
-            b_all *= gamma
-        theta_all, n_all = views["theta_"], views["n_updates_"]
-        for m, A, A_inv, b, theta, since in new:
-            A_all[m], A_inv_all[m], b_all[m], theta_all[m] = A, A_inv, b, theta
+        A_inv_all, b_all, theta_all = views["A_inv_"], views["b_"], views["theta_"]
+        n_all, since_all = views["n_updates_"], views["refresh_counter"]
+        for m, A, A_inv, b, theta, since in pending:
+            if type(A) is tuple:
+                A_all[m] += A[0]
+            else:
+                A_all[m] = A
+            A_inv_all[m], b_all[m], theta_all[m] = A_inv, b, theta
             n_all[m] += 1
             since_all[m] = since
+        self._invalidate_caches()
+        return True
+
+    def _sherman_morrison_row(
+        self, views: dict[str, np.ndarray], m: int, x1: np.ndarray, r: float
+    ) -> tuple[int, np.ndarray | tuple[np.ndarray], np.ndarray, np.ndarray, np.ndarray, int] | None:
+        """Model ``m``'s statistics after the observation ``(x1, r)``, uncommitted: ``A`` as the new matrix, or
+        as ``(x x^T,)`` to add in place when nothing needed the new matrix; ``None`` when a result is not
+        finite or the refresh fails. Runs under ``ignoring_fp`` (overflow is reported by the batched path as
+        NumericalError, not as a numpy warning)."""
+        x64 = x1.astype(np.float64)
+        M = views["A_inv_"][m]
+        Mx = M @ x1
+        denom = 1.0 + float(x1 @ Mx)
+        A_inv = M - Mx[:, None] * (Mx / denom)
+        xx = x64[:, None] * x64
+        A: np.ndarray | tuple[np.ndarray] = (xx,)
+        b = views["b_"][m] + r * x64
+        since = int(views["refresh_counter"][m]) + 1
+        if since >= self.refresh_every or since % DRIFT_CHECK_EVERY == 0 or not self._row_sum_A_finite:
+            A = A_full = views["A_"][m] + xx
+            if since >= self.refresh_every or (since % DRIFT_CHECK_EVERY == 0 and self._drifted_row(A_full, A_inv)):
+                try:
+                    A_inv = linalg.refresh_inverse(torch.from_numpy(A_full)[None], self.dtype)[0].numpy()
+                except NumericalError:
+                    return None
+                since = 0
+        theta = (A_inv @ b).astype(A_inv.dtype, copy=False)
+        # NaN or inf anywhere in x, r or the result shows in these sums (in float64: an overflow of finite
+        # values beyond ~1e307 only costs a detour): the batched path then raises the right error. The sum of A
+        # is finite by the trace bound checked before (unless reg is astronomically large): skipped then.
+        total = sum(theta.tolist())
+        if not self._row_sum_A_finite:
+            total += float(np.add.reduce(views["A_"][m] + xx, axis=None))
+        if not (math.isfinite(denom) and denom > 0 and math.isfinite(total)):
+            return None
+        return m, A, A_inv, b, theta, since
+
+    def _learn_row_forgetting(
+        self, x: np.ndarray, models: np.ndarray | tuple[int, ...], rewards: np.ndarray | tuple[float, ...]
+    ) -> bool:
+        """`_learn_forgetting` for one round in numpy: every model's ``A <- gamma A + (1 - gamma) reg I`` and
+        ``b <- gamma b``, the touched models' ``x x^T`` and ``r x`` added, every inverse refreshed exactly
+        (by the batched path's float64 Cholesky), committed at the end. The same elementwise operations as
+        the batched path, so ``A_`` and ``b_`` are bit-identical to it.
+
+        Returns ``False``, having changed nothing, when the batched path must do it (non-finite results, a
+        possibly ill-conditioned ``A``, a failed factorisation)."""
+        views = self._views or self._state_views()
+        gamma, d = self.forget, self.dim
+        if self._row_prior is None:
+            self._row_prior = ((1.0 - gamma) * self.reg) * np.eye(d)
+        A_new = views["A_"] * gamma
+        A_new += self._row_prior
+        b_new = views["b_"] * gamma
+        for j in range(len(models)):
+            m = int(models[j])
+            x64 = x[j].astype(np.float64)
+            A_new[m] += x64[:, None] * x64
+            b_new[m] += float(rewards[j]) * x64
+        A_new = 0.5 * (A_new + A_new.transpose(0, 2, 1))  # exactly symmetric, as the batched path keeps it
+        # One sum settles the common case; only a non-finite sum (possibly an overflow) checks elementwise.
+        sums_finite = np.isfinite(np.add.reduce(A_new, axis=None)) and np.isfinite(np.add.reduce(b_new, axis=None))
+        if not sums_finite and not (np.isfinite(A_new).all() and np.isfinite(b_new).all()):
+            return False
+        traces = np.trace(A_new, axis1=1, axis2=2)
+        if not float(traces.max()) / self.reg <= _COND_CHECK:
+            return False  # possibly ill-conditioned: the batched path checks it (and may warn or raise)
+        try:
+            A_inv_t = linalg.refresh_inverse(torch.from_numpy(A_new), self.dtype)
+        except NumericalError:
+            return False
+        A_inv_new = A_inv_t.numpy()
+        theta_new = np.matmul(A_inv_new.astype(np.float64, copy=False), b_new[:, :, None])[:, :, 0].astype(
+            self._np_dtype, copy=False
+        )
+        if not (np.isfinite(A_inv_new).all() and np.isfinite(theta_new).all()):
+            return False
+        # Commit: nothing below can fail.
+        views["A_"][...] = A_new
+        views["A_inv_"][...] = A_inv_new
+        views["b_"][...] = b_new
+        views["theta_"][...] = theta_new
+        n_all = views["n_updates_"]
+        for j in range(len(models)):
+            n_all[int(models[j])] += 1
+        views["refresh_counter"][...] = 0
         self._invalidate_caches()
         return True
 
