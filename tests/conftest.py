@@ -1,8 +1,8 @@
 """Session-wide test setup.
 
-CI has no GPU, so the Triton kernels run in Triton's interpreter on CPU tensors. The variable must be set
-before the kernels' modules are first imported (they are imported lazily, on the first Triton call). On a
-machine with CUDA the kernels compile for the GPU, and tests marked ``gpu`` run.
+The Triton kernel tests run in Triton's interpreter on CPU tensors (CI has no GPU). The variable must be set
+before the kernels' modules are first imported (they are imported lazily, on the first Triton call). Tests
+marked ``gpu`` run only with ``-m gpu`` on a machine with CUDA; then the kernels compile for the GPU.
 """
 
 from __future__ import annotations
@@ -12,8 +12,15 @@ import os
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Run Triton in its interpreter unless CUDA tests were asked for (``-m gpu``, as benchmarks/gpu_check.sh
+    does): the ordinary kernel tests use CPU tensors, which only the interpreter can run, also on a machine
+    with a GPU. An explicit ``TRITON_INTERPRET`` in the environment wins."""
+    markexpr = str(config.getoption("markexpr", "") or "")
+    wants_gpu = "gpu" in markexpr and "not gpu" not in markexpr
+    if not torch.cuda.is_available() or not wants_gpu:
+        os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
