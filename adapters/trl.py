@@ -54,7 +54,7 @@ from trl.trainer.grpo_config import GRPOConfig
 from trl.trainer.grpo_trainer import GRPOTrainer
 
 from banditlib._io import read_tensors
-from banditlib.errors import InvalidInputError
+from banditlib.errors import InvalidInputError, StateError
 
 from . import _trl_batch as tb
 from ._trl_batch import default_answer_fn
@@ -288,7 +288,8 @@ class BanditGRPOTrainer(GRPOTrainer):
 
     def _sketch(self, head: Any, hidden: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``(b, k)`` sketches of one micro-batch's LM-head gradients (see the class docstring)."""
-        assert self.sketch_left is not None and self.sketch_right is not None
+        if self.sketch_left is None or self.sketch_right is None:
+            raise StateError("BanditGRPOTrainer._sketch(): called without grad_sketch= (no sketch matrices).")
         scale, softcap = _logit_transform(cast(Any, self.model))
         weight = head.weight.detach()
         bias = None if head.bias is None else head.bias.detach()
@@ -300,7 +301,8 @@ class BanditGRPOTrainer(GRPOTrainer):
 
     def _answers(self, ids: list[list[int]]) -> torch.Tensor:
         """``(N,)`` int64 answer ids of the round's gathered completions (token ids in global row order)."""
-        assert self.answer_fn is not None
+        if self.answer_fn is None:
+            raise StateError("BanditGRPOTrainer._answers(): called without an answer_fn.")
         texts = cast(Any, self.processing_class).batch_decode(ids, skip_special_tokens=True)
         return tb.answer_ids(texts, self.answer_fn)
 

@@ -187,3 +187,30 @@ def test_the_section_parser() -> None:
     assert _entries(doc) == {"a", "b"}
     assert any(">>>" in "\n".join(body) for body in _sections(doc, EXAMPLE_SECTIONS))
     assert not _sections("Summary.\n\n    >>> 1\n    1\n", EXAMPLE_SECTIONS)
+
+
+def _args_entries(doc: str) -> dict[str, str]:
+    """``name -> text`` of each entry of a Google-style ``Args:`` section (continuation lines joined)."""
+    block = doc.split("\n    Args:\n", 1)[1].split("\n\n", 1)[0]
+    entries: dict[str, str] = {}
+    for line in block.splitlines():
+        if line.startswith("        ") and not line.startswith("         "):
+            name, _, text = line.strip().partition(":")
+            entries[name] = text.strip()
+        else:
+            entries[name] += " " + line.strip()
+    return entries
+
+
+@pytest.mark.parametrize(
+    "first,second",
+    [(banditlib.NeuralUCB, banditlib.NeuralTS), (banditlib.NeuralLinUCB, banditlib.NeuralLinTS)],
+    ids=["NeuralUCB-NeuralTS", "NeuralLinUCB-NeuralLinTS"],
+)
+def test_twin_policies_document_their_shared_arguments_alike(first: type, second: type) -> None:
+    """The twins' docstrings are written out (static docs tools cannot read a built ``__doc__``), so the Args
+    they share are kept identical here instead of by construction."""
+    a, b = _args_entries(first.__doc__ or ""), _args_entries(second.__doc__ or "")
+    shared = set(a) & set(b)
+    assert len(shared) >= 12
+    assert {k: a[k] for k in shared} == {k: b[k] for k in shared}

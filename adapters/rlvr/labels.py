@@ -429,7 +429,8 @@ class InfluenceLabel(RolloutLabel):
             )
 
     def begin(self, batch: RolloutBatch, layout: GroupLayout, selected: torch.Tensor) -> dict[str, torch.Tensor]:
-        assert batch.grad is not None  # checked by check()
+        if batch.grad is None:  # check() refuses such a batch before the scheduler gets here
+            raise InvalidInputError("InfluenceLabel.begin(): the batch has no gradient sketches (`RolloutBatch.grad`).")
         return {"direction": (batch.advantage[:, None] * batch.grad).detach().to(torch.float32).clone()}
 
     def finish(

@@ -258,7 +258,8 @@ class InfluenceFilter(Scheduler):
             src = probe
         else:
             src = batch
-        assert src.grad is not None
+        if src.grad is None:  # the batch's was checked above; the probe's too, so this is unreachable
+            raise InvalidInputError(f"{where}: InfluenceFilter needs gradient sketches (`RolloutBatch.grad`).")
         d = (src.advantage.double()[:, None] * src.grad.double()).mean(0).to(batch.grad.device)
         infl = batch.advantage.double() * (batch.grad.double() @ d)
         scale = infl.abs().mean()

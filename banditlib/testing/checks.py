@@ -294,6 +294,8 @@ def check_copies_learn_on_their_own(make: MakePolicy, arms: int | None) -> None:
     before = original.learned_state()
     twin = make(dim=DIM, arms=arms, seed=18, dtype=torch.float64)
     twin.load_state_dict(original.state_dict())
+    # An in-memory round trip of a policy this check just built (what users do with copy and multiprocessing),
+    # never bytes from a file: policies persist through safetensors-style files, not pickle.
     for copied in (copy.deepcopy(original), pickle.loads(pickle.dumps(original))):
         reference = copy.deepcopy(twin)
         data = np.random.default_rng(19)
