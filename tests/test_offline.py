@@ -232,8 +232,8 @@ def test_closed_form_probabilities_match_the_policies_own_frequencies(targets: A
 
 
 def test_monte_carlo_probabilities_agree_with_the_closed_form(targets: Any) -> None:
-    class _Unknown(banditlib.EpsilonGreedy):  # a class the closed forms do not cover: sampled
-        pass
+    class _Unknown(banditlib.EpsilonGreedy):  # a class that does not say how it chooses: sampled
+        propensity_rule = None
 
     eps = targets["EpsilonGreedy"]
     unknown = _Unknown(dim=3, epsilon=eps.epsilon, seed=9)
@@ -259,25 +259,16 @@ def test_probability_rules_with_ties_and_masks() -> None:
     assert probs.tolist() == [[0, 0, 1, 0], [1 / 3, 1 / 3, 0, 1 / 3]]
 
 
-def test_a_selection_propensity_is_used_when_policies_provide_one() -> None:
-    @dataclass(frozen=True)
-    class _Sel:
-        actions: torch.Tensor
-        scores: torch.Tensor
-        mean: torch.Tensor
-        bonus: torch.Tensor
-        propensity: torch.Tensor
-
-    class _Reporting(banditlib.Random):  # reports (B, K) probabilities 0.7 / 0.1 / 0.1 / 0.1
-        def select(self, contexts: Any, k: int = 1, mask: Any = None) -> Any:
-            sel = super().select(contexts, k, mask)
-            prop = torch.tensor([0.7, 0.1, 0.1, 0.1]).expand(sel.actions.shape[0], 4)
-            return _Sel(sel.actions, sel.scores, sel.mean, sel.bonus, prop)
-
-    probs = O.action_probabilities(_Reporting(dim=3, seed=0), torch.zeros(2, 4, 3))
-    assert torch.allclose(probs, torch.tensor([[0.7, 0.1, 0.1, 0.1]] * 2, dtype=torch.float64))
-    log = O.log_policy(ENV, _Reporting(dim=3, seed=0), 30, 0, env_kwargs=KW)
-    assert torch.allclose(log.propensities, torch.tensor([0.7, 0.1, 0.1, 0.1], dtype=torch.float64)[log.actions])
+@pytest.mark.parametrize("name", ["LinUCB", "EpsilonGreedy", "LinTS", "Random"])
+def test_action_probabilities_are_the_selection_propensities(name: str) -> None:
+    policy = getattr(banditlib, name)(dim=3, seed=0, dtype=torch.float64)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(20, 4, 3, generator=g, dtype=torch.float64)
+    policy.update(x, torch.randint(0, 4, (20, 1), generator=g), torch.randn(20, 1, generator=g, dtype=torch.float64))
+    probs = O.action_probabilities(policy, x[:5], samples=1000)  # the default number of posterior draws
+    sel = policy.select(x[:5])  # the same state and generator rows as the deep copy scored above
+    assert torch.equal(probs.gather(1, sel.actions), sel.propensity)
+    assert torch.allclose(probs.sum(dim=1), torch.ones(5, dtype=torch.float64))
 
 
 # ----------------------------------------------------------------------------------------------- logging
@@ -308,9 +299,17 @@ def test_log_policy_records_exact_propensities_and_expected_rewards() -> None:
     assert torch.equal(again.actions, log.actions) and torch.equal(again.contexts, log.contexts)
 
 
-def test_log_policy_needs_propensities_for_other_policies() -> None:
-    with pytest.raises(InvalidInputError, match="propensity_fn"):
+def test_log_policy_refuses_deterministic_loggers_and_takes_thompson_sampling() -> None:
+    with pytest.raises(InvalidInputError, match="deterministically"):
         O.log_policy(ENV, banditlib.LinUCB(dim=3, seed=0), 10, 0, env_kwargs=KW)
+    ts = O.log_policy(ENV, banditlib.LinTS(dim=3, seed=0), 30, 0, env_kwargs=KW)
+    # each propensity is Selection.propensity of the logging copy: Monte Carlo, never below 1 / (samples + 1)
+    assert bool((ts.propensities >= 1 / 1001).all()) and bool((ts.propensities <= 1).all())
+    replay = banditlib.LinTS(dim=3, seed=0)
+    for t in range(3):
+        sel = replay.select(ts.contexts[t : t + 1])
+        assert int(sel.actions) == int(ts.actions[t]) and float(sel.propensity) == float(ts.propensities[t])
+        replay.update(ts.contexts[t : t + 1], sel.actions, ts.rewards[t : t + 1, None])
     log = O.log_policy(ENV, banditlib.LinTS(dim=3, seed=0), 10, 0, env_kwargs=KW,
                        propensity_fn=lambda policy, x, sel: 0.5)  # fmt: skip
     assert torch.equal(log.propensities, torch.full((10,), 0.5, dtype=torch.float64))

@@ -12,7 +12,7 @@ from scipy.stats import norm
 
 from banditlib import _validation as V
 from banditlib.errors import InvalidInputError
-from banditlib.policies import EENet, Greedy, LinUCB, NeuralLinUCB, NeuralUCB, Policy
+from banditlib.policies import Policy
 
 #: A target given as a function: contexts ``(N, d)`` or ``(N, K, d)`` -> ``(N, K)`` action probabilities.
 ProbabilityFn = Callable[[torch.Tensor], Any]
@@ -22,7 +22,6 @@ Target = Policy | ProbabilityFn
 
 _CPU = torch.device("cpu")
 _CHUNK = 4096  # rows per `select` call when scoring a whole log
-_ARGMAX_RULES = (LinUCB, Greedy, NeuralUCB, NeuralLinUCB, EENet)  # deterministic given their state
 
 
 # ----------------------------------------------------------------------------------------------- the log

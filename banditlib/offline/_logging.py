@@ -12,15 +12,10 @@ import torch
 from banditlib import _validation as V
 from banditlib.errors import InvalidInputError
 from banditlib.offline._common import (
-    _CPU,
     BanditLog,
     _check_bool,
 )
-from banditlib.offline._probabilities import (
-    _check_fits,
-    _epsilon_probabilities,
-    _rule,
-)
+from banditlib.offline._probabilities import _check_fits
 from banditlib.policies import Policy
 from banditlib.policies.base import Selection
 
@@ -29,19 +24,12 @@ from banditlib.policies.base import Selection
 PropensityFn = Callable[[Policy, np.ndarray, Selection], float]
 
 
-def _logging_propensity(policy: Policy, rule: str, sel: Selection, K: int) -> float | None:
-    """The probability that ``policy`` chose ``sel.actions[0, 0]``, or ``None`` when it cannot be known here."""
-    a = int(sel.actions[0, 0])
-    given = getattr(sel, "propensity", None)
-    if isinstance(given, torch.Tensor):
-        return float(given.reshape(-1)[a] if given.numel() == K else given.reshape(-1)[0])
-    if rule == "uniform":
-        return 1.0 / K
-    if rule == "epsilon":
-        mean = sel.mean.detach().to(_CPU, torch.float64)
-        eps = float(policy.epsilon)  # type: ignore[arg-type]
-        return float(_epsilon_probabilities(mean, torch.ones_like(mean, dtype=torch.bool), eps)[0, a])
-    return None
+def _logging_propensity(policy: Policy, sel: Selection) -> float | None:
+    """The probability that ``policy`` chose ``sel.actions[0, 0]`` (`Selection.propensity`), or ``None`` for a
+    deterministic logger or one that does not say how it chooses."""
+    if policy.propensity_rule in (None, "argmax"):
+        return None
+    return float(sel.propensity[0, 0])
 
 
 def log_policy(
@@ -58,12 +46,14 @@ def log_policy(
     [`BanditLog`][banditlib.offline.BanditLog].
 
     A deep copy of ``policy`` plays (``policy`` itself is unchanged) and, with ``learn``, learns from each reward
-    as an online system would; each propensity is its exact probability of the played arm at that round:
-    ``1 / K`` for ``Random``, ``epsilon / K + (1 - epsilon) 1[a greedy]`` (greedy ties shared equally) for
-    ``EpsilonGreedy``, ``Selection.propensity`` when a policy provides it, else ``propensity_fn``. Other
-    policies are refused: a deterministic logger (LinUCB, Greedy) gives no information about the arms it never
-    plays. ``expected_rewards`` comes from ``info["expected_rewards"]`` (every banditlib environment), else from
-    ``env.unwrapped.linear_model()`` for ``(K, d)`` observations, else it is ``None``.
+    as an online system would; each propensity is its probability of the played arm at that round,
+    [`Selection.propensity`][banditlib.Selection] (or ``propensity_fn`` when given): exact for ``Random``
+    (``1 / K``) and ``EpsilonGreedy`` (``epsilon / K + (1 - epsilon) 1[a greedy]``, greedy ties shared
+    equally), a Monte Carlo estimate for Thompson sampling (see
+    [`Policy.propensity_rule`][banditlib.Policy.propensity_rule]). Deterministic loggers (``propensity_rule``
+    ``"argmax"``: LinUCB, Greedy) are refused without ``propensity_fn``: they give no information about the arms
+    they never play. ``expected_rewards`` comes from ``info["expected_rewards"]`` (every banditlib
+    environment), else from ``env.unwrapped.linear_model()`` for ``(K, d)`` observations, else it is ``None``.
 
     Args:
         env: a gymnasium id (``"banditlib/Linear-v0"``; ``import banditlib.envs`` is done for you) or an
@@ -81,8 +71,9 @@ def log_policy(
         The log, with ``expected_rewards`` when the environment reports them.
 
     Raises:
-        InvalidInputError: a policy whose propensities are unknown (and no ``propensity_fn``), a policy that does
-            not fit the environment, a ``propensity_fn`` value outside ``(0, 1]``, bad ``n`` or ``seed``.
+        InvalidInputError: a deterministic logger or one without a ``propensity_rule`` (and no ``propensity_fn``),
+            a policy that does not fit the environment, a ``propensity_fn`` value outside ``(0, 1]``, bad ``n``
+            or ``seed``.
 
     Examples:
         >>> import banditlib
@@ -113,7 +104,6 @@ def log_policy(
     K = int(env.action_space.n)
     shared = obs.ndim == 2
     _check_fits(policy, shared, obs.shape[-1], K, where)
-    rule = _rule(policy)
     logger = copy.deepcopy(policy)
     contexts = np.empty((n, *obs.shape))
     actions, rewards, props = np.empty(n, dtype=np.int64), np.empty(n), np.empty(n)
@@ -128,12 +118,13 @@ def log_policy(
                 raise InvalidInputError(f"{where}: `propensity_fn` must return a probability in (0, 1]; got {p!r}.")
             p = float(p)
         else:
-            known = _logging_propensity(logger, rule, sel, K)
+            known = _logging_propensity(logger, sel)
             if known is None:
                 raise InvalidInputError(
-                    f"{where}: the propensities of {type(policy).__name__} are not known in closed form (Random and "
-                    "EpsilonGreedy are); pass `propensity_fn` (deterministic loggers such as LinUCB or Greedy never "
-                    "play most arms, so their logs cannot evaluate other policies)."
+                    f"{where}: {type(policy).__name__} chooses deterministically (propensity_rule "
+                    f"{policy.propensity_rule!r}): it never plays most arms, so its log cannot evaluate other "
+                    "policies; log with a randomised policy (Random, EpsilonGreedy, Thompson sampling), or pass "
+                    "`propensity_fn` to log anyway."
                 )
             p = known
         next_obs, reward, terminated, truncated, info = env.step(a)

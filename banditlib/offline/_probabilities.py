@@ -3,48 +3,25 @@
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import torch
 
 from banditlib import _validation as V
 from banditlib.errors import InvalidInputError
-from banditlib.offline._common import (
-    _ARGMAX_RULES,
-    _CHUNK,
-    _CPU,
-    Target,
-)
-from banditlib.policies import EpsilonGreedy, LinTS, Policy, Random
+from banditlib.offline._common import _CHUNK, _CPU, Target
+from banditlib.policies import Policy, _propensity
 
 # --------------------------------------------------------------------------------- target probabilities
 
 
-def _argmax_probabilities(scores: torch.Tensor) -> torch.Tensor:
-    """Uniform over each row's maximal entries: how an argmax with random tie-breaking plays."""
-    top = scores == scores.max(dim=1, keepdim=True).values
-    return top.double() / top.sum(dim=1, keepdim=True)
-
-
-def _epsilon_probabilities(mean: torch.Tensor, available: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """``epsilon / K_avail + (1 - epsilon) greedy(a)``: an exploring row of EpsilonGreedy ranks the available arms
-    by fresh uniform draws, so the explored arm is uniform over them and may be the greedy one."""
-    uniform = available.double() / available.sum(dim=1, keepdim=True)
-    greedy = _argmax_probabilities(mean.masked_fill(~available, -math.inf))
-    return epsilon * uniform + (1.0 - epsilon) * greedy
-
-
-def _rule(policy: Policy) -> str:
-    """How a policy's action probabilities are computed: ``uniform``, ``epsilon``, ``argmax`` or ``sample``."""
-    kind = type(policy)
-    if kind is Random:
-        return "uniform"
-    if kind is EpsilonGreedy:
-        return "epsilon"
-    if kind in _ARGMAX_RULES or (kind is LinTS and policy.scale == 0.0):
-        return "argmax"
-    return "sample"  # Thompson sampling, and any policy whose rule this module does not know
+def _arm_probabilities(policy: Policy, sel: Any, samples: int) -> torch.Tensor | None:
+    """``(B, K)`` float64 probabilities of every arm for a ``k = 1`` selection by ``policy`` (its declared
+    `Policy.propensity_rule`), or ``None`` when the policy declares none."""
+    if policy.propensity_rule is None:
+        return None
+    how = sel.__dict__["_how"]
+    return _propensity.inclusion(how, sel.actions, sel.scores, sel.mean, samples=samples).to(_CPU)
 
 
 def _check_fits(policy: Policy, shared: bool, dim: int, K: int, where: str) -> None:
@@ -65,29 +42,23 @@ def _probabilities(
     samples = V.check_int(samples, where, "samples")  # type: ignore[assignment]
     if isinstance(target, Policy):
         _check_fits(target, x.dim() == 3, x.shape[-1], K, where)
-        policy, rule = copy.deepcopy(target), _rule(target)
+        policy = copy.deepcopy(target)
         out = torch.empty(N, K, dtype=torch.float64)
         for lo in range(0, N, _CHUNK):
             rows = slice(lo, min(lo + _CHUNK, N))
             m = None if mask is None else mask[rows]
             sel = policy.select(x[rows], mask=m)
-            given = getattr(sel, "propensity", None)  # planned: the policy's own (B, K) probabilities
-            if isinstance(given, torch.Tensor) and tuple(given.shape) == (rows.stop - lo, K):
-                out[rows] = given.detach().to(_CPU, torch.float64)
-            elif rule == "uniform":
-                out[rows] = available[rows].double() / available[rows].sum(dim=1, keepdim=True)
-            elif rule == "epsilon":
-                eps = float(target.epsilon)  # type: ignore[arg-type]
-                out[rows] = _epsilon_probabilities(sel.mean.detach().to(_CPU, torch.float64), available[rows], eps)
-            elif rule == "argmax":
-                out[rows] = _argmax_probabilities(sel.scores.detach().to(_CPU, torch.float64))
-            else:
-                counts = torch.zeros(rows.stop - lo, K, dtype=torch.float64)
-                for s in range(samples):
-                    if s:
-                        sel = policy.select(x[rows], mask=m)
-                    counts[torch.arange(rows.stop - lo), sel.actions[:, 0].to(_CPU)] += 1.0
-                out[rows] = counts / samples
+            declared = _arm_probabilities(policy, sel, samples)
+            if declared is not None:
+                out[rows] = declared
+                continue
+            # a policy that does not say how it chooses: the frequencies of `samples` successive decisions
+            counts = torch.zeros(rows.stop - lo, K, dtype=torch.float64)
+            for s in range(samples):
+                if s:
+                    sel = policy.select(x[rows], mask=m)
+                counts[torch.arange(rows.stop - lo), sel.actions[:, 0].to(_CPU)] += 1.0
+            out[rows] = counts / samples
         return out
     if not callable(target):
         raise InvalidInputError(
@@ -110,24 +81,27 @@ def _probabilities(
 def action_probabilities(target: Target, contexts: Any, mask: Any = None, *, samples: int = 200) -> torch.Tensor:
     """Every arm's probability under ``target`` in every round, without changing ``target``.
 
-    For a [`Policy`][banditlib.Policy] the rule is read off its class (``select`` runs on a deep copy):
+    For a [`Policy`][banditlib.Policy] the probabilities are those of
+    [`Selection.propensity`][banditlib.Selection] over every arm (``select`` runs on a deep copy), by the
+    policy's [`propensity_rule`][banditlib.Policy.propensity_rule]:
 
     * ``Random``: uniform over the available arms;
     * ``EpsilonGreedy``: ``epsilon / K_avail + (1 - epsilon) 1[a greedy]`` (the explored arm is uniform over the
       available arms, the greedy one included);
     * ``LinUCB``, ``Greedy``, ``NeuralUCB``, ``NeuralLinUCB``, ``EENet``, and ``LinTS`` with ``scale = 0``:
       deterministic, the argmax of ``scores`` with exact ties shared equally (they break ties uniformly);
-    * anything else (``LinTS``, ``NeuralTS``, ``NeuralLinTS``, subclasses, new policies): Monte Carlo, the
-      frequencies of ``samples`` independent selections (successive decisions of the counter-based generator),
-      each entry within ``sqrt(p (1 - p) / samples)`` (at most ``0.5 / sqrt(samples)``) of the truth.
-
-    A ``Selection`` with a ``propensity`` field of shape ``(B, K)`` (planned) is used instead when present.
+    * Thompson sampling (``LinTS``, ``NeuralTS``, ``NeuralLinTS``): Monte Carlo over ``samples`` fresh draws of
+      the posterior plus the one decided with, each entry within about ``sqrt(p (1 - p) / samples)`` (at most
+      ``0.5 / sqrt(samples)``) of the truth;
+    * a policy whose ``propensity_rule`` is ``None`` (a subclass that does not say how it chooses): the
+      frequencies of ``samples`` successive selections (successive decisions of its generator), with the same
+      error.
 
     Args:
         target: a policy (``k = 1`` decisions) or a function contexts -> ``(N, K)`` probabilities.
         contexts: ``(N, d)`` (disjoint arms) or ``(N, K, d)``.
         mask: optional ``(N, K)`` bool availability.
-        samples: selections per round for the Monte Carlo rule.
+        samples: posterior draws (or selections) per round for the Monte Carlo rules.
 
     Returns:
         ``(N, K)`` float64 CPU tensor, rows summing to 1, zero on unavailable arms.

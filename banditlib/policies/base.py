@@ -27,9 +27,9 @@ from torch import nn
 from banditlib import _random, linalg
 from banditlib import _validation as V
 from banditlib._io import parse_json, read_tensors, write_tensors
-from banditlib.errors import BackendUnavailableError, InvalidInputError, NumericalError
+from banditlib.errors import BackendUnavailableError, InvalidInputError, NumericalError, StateError
 from banditlib.kernels import masked_topk, resolve_backend
-from banditlib.policies import _online
+from banditlib.policies import _online, _propensity
 
 __all__ = ["Policy", "Selection", "load", "registered_policies"]
 
@@ -73,12 +73,18 @@ class Selection:
         scores: ``(B, K)`` the index the rule ranks by (UCB, sampled value, ...); ``-inf`` where masked.
         mean: ``(B, K)`` predicted reward.
         bonus: ``(B, K)`` exploration term, ``scores = mean + bonus`` where unmasked (zero for greedy rules).
+        propensity: ``(B, k)`` float64, the probability with which each chosen arm was chosen (for ``k > 1``: of
+            being among the ``k`` chosen), computed when first read: exact for the argmax rules (ties included),
+            Random and EpsilonGreedy, a Monte Carlo estimate for Thompson sampling (see
+            [`Policy.propensity_rule`][banditlib.Policy.propensity_rule]).
 
     Examples:
         >>> import torch, banditlib
         >>> sel = banditlib.LinUCB(dim=2, seed=0).select(torch.eye(2).expand(3, 2, 2), k=1)
         >>> sel.actions.shape, sel.scores.shape, bool(torch.equal(sel.scores, sel.mean + sel.bonus))
         (torch.Size([3, 1]), torch.Size([3, 2]), True)
+        >>> sel.propensity.tolist()  # the two arms tie before any update: each is chosen with probability 1/2
+        [[0.5], [0.5], [0.5]]
     """
 
     actions: torch.Tensor
@@ -86,12 +92,35 @@ class Selection:
     mean: torch.Tensor
     bonus: torch.Tensor
 
+    @property
+    def propensity(self) -> torch.Tensor:
+        """``(B, k)`` float64 probability of each chosen arm (see the class docstring)."""
+        cached = self.__dict__.get("_propensity")
+        if cached is None:
+            how = self.__dict__.get("_how")
+            if how is None:
+                raise StateError(
+                    "Selection.propensity: only a Selection returned by Policy.select knows how its arms were chosen; "
+                    "this one was constructed directly."
+                )
+            if how.rule is None:
+                raise StateError(
+                    f"Selection.propensity: {how.owner} does not say how it chooses its arms; set its class "
+                    f"attribute `propensity_rule` to one of {', '.join(map(repr, _propensity.RULES))} (see "
+                    "Policy.propensity_rule)."
+                )
+            cached = _propensity.propensity(how, self.actions, self.scores, self.mean)
+            self.__dict__["_propensity"] = cached
+        return cached
 
-def _selection(actions: torch.Tensor, scores: torch.Tensor, mean: torch.Tensor, bonus: torch.Tensor) -> Selection:
+
+def _selection(
+    actions: torch.Tensor, scores: torch.Tensor, mean: torch.Tensor, bonus: torch.Tensor, how: _propensity.How
+) -> Selection:
     """``Selection(actions, scores, mean, bonus)`` without the frozen dataclass's per-field ``__setattr__``
-    (the same object: the class has no ``__post_init__`` and no slots)."""
+    (the same object: the class has no ``__post_init__`` and no slots), with what ``propensity`` needs."""
     sel = object.__new__(Selection)
-    sel.__dict__.update(actions=actions, scores=scores, mean=mean, bonus=bonus)
+    sel.__dict__.update(actions=actions, scores=scores, mean=mean, bonus=bonus, _how=how)
     return sel
 
 
@@ -138,6 +167,15 @@ class Policy(nn.Module):
     _batch_update_equals_rows: ClassVar[bool] = True
     # State entries that are not learned: the generator and maintenance counters.
     _bookkeeping: ClassVar[frozenset[str]] = frozenset({"rng_seed", "rng_counter"})
+    propensity_rule: ClassVar[str | None] = None
+    """How the policy chooses, which is how [`Selection.propensity`][banditlib.Selection] is computed:
+    ``"argmax"`` (top ``k`` of deterministic scores, exact ties broken uniformly: exact), ``"uniform"``
+    (exact), ``"epsilon"`` (exact, with the ``epsilon`` attribute) or ``"gaussian"`` (Thompson sampling: a
+    Monte Carlo estimate from 1,000 fresh draws plus the one decided with, standard error at most
+    ``sqrt(p (1 - p) / 1000)``, never below ``1 / 1001`` for a chosen arm). ``None`` (a subclass that has not
+    said) makes ``propensity`` raise [`StateError`][banditlib.StateError] rather than guess."""
+    # Whether the scores hold Gaussian noise the policy describes through _score_noise / _score_row_noise.
+    _noisy: ClassVar[bool] = False
     rng_seed: torch.Tensor
     rng_counter: torch.Tensor
 
@@ -260,7 +298,10 @@ class Policy(nn.Module):
             V.check_mask(m, where, batch=B, num_arms=K, k=k)
         first = int(self.rng_counter)
         rows = torch.arange(first, first + B, device=self.device)
-        mean, bonus = self._score(x, rows)
+        if self._noisy:
+            mean, bonus, noise = self._score_noise(x, rows)
+        else:
+            (mean, bonus), noise = self._score(x, rows), None
         scores = mean + bonus
         if not V.all_finite(scores):
             raise NumericalError(f"{where}: the policy produced non-finite scores; its state is degenerate.")
@@ -268,7 +309,7 @@ class Policy(nn.Module):
             scores = scores.masked_fill(~m, float("-inf"))
         actions = self._top_k(scores, k, rows)
         self.rng_counter.fill_(first + B)
-        return Selection(actions=actions, scores=scores, mean=mean, bonus=bonus)
+        return _selection(actions, scores, mean, bonus, self._how(k, first, noise))
 
     def update(self, contexts: Any, actions: Any, rewards: Any) -> None:
         """Learn from the rewards of the chosen arms. All-or-nothing: on error the state is unchanged.
@@ -368,7 +409,11 @@ class Policy(nn.Module):
             return None
         counter = (self._views or self._state_views())["rng_counter"]
         row = counter.item()
-        mean, bonus = self._score_row(x, row)  # under ignoring_fp: non-finite scores are handed over below
+        # under ignoring_fp: non-finite scores are handed over below
+        if self._noisy:
+            mean, bonus, noise = self._score_row_noise(x, row)
+        else:
+            (mean, bonus), noise = self._score_row(x, row), None
         scores = mean + bonus
         if k == 1:
             best = _online.top_1(scores, self.seed, row)
@@ -386,6 +431,7 @@ class Policy(nn.Module):
             torch.from_numpy(scores[None]),
             torch.from_numpy(mean[None]),
             torch.from_numpy(bonus[None]),
+            self._how(k, row, noise),
         )
 
     @_online.ignoring_fp
@@ -423,7 +469,22 @@ class Policy(nn.Module):
         maintenance bookkeeping (``_bookkeeping``). ``select`` never changes any of it."""
         return {k: v.detach().clone() for k, v in self.state_dict().items() if k not in self._bookkeeping}
 
+    def _how(self, k: int, first_row: int, noise: _propensity.Noise | None) -> _propensity.How:
+        """What a Selection of ``k`` arms per row, decided at rows ``first_row, ...``, needs for its propensities."""
+        epsilon = float(getattr(self, "epsilon", 0.0)) if self.propensity_rule == "epsilon" else 0.0
+        return _propensity.How(self.propensity_rule, k, self.seed, first_row, epsilon, noise, type(self).__name__)
+
     # ------------------------------------------------------------------------------------------ hooks
+
+    def _score_noise(
+        self, x: torch.Tensor, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, _propensity.Noise | None]:
+        """`_score` plus the distribution of its random part (``_noisy`` policies; ``None``: no noise)."""
+        raise NotImplementedError
+
+    def _score_row_noise(self, x: np.ndarray, row: int) -> tuple[np.ndarray, np.ndarray, _propensity.Noise | None]:
+        """`_score_row` plus the distribution of its random part (``_noisy`` policies with a row path)."""
+        raise NotImplementedError
 
     def _score(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Predicted mean and exploration bonus, each ``(B, K)``; ``rows`` ``(B,)`` are decision indices."""

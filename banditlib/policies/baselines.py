@@ -35,6 +35,8 @@ class Greedy(_RidgePolicy):
         [[2]]
     """
 
+    propensity_rule = "argmax"
+
     def __init__(
         self,
         dim: int,
@@ -89,6 +91,8 @@ class EpsilonGreedy(_RidgePolicy):
     References:
         Sutton, Barto. Reinforcement Learning: An Introduction, 2nd ed., section 2.2. MIT Press 2018.
     """
+
+    propensity_rule = "epsilon"
 
     def __init__(
         self,
@@ -154,6 +158,8 @@ class Random(Policy):
     """
 
     _scores_use_contexts = False
+
+    propensity_rule = "uniform"
 
     def __init__(
         self,

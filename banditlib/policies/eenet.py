@@ -74,6 +74,8 @@ class EENet(_NeuralPolicy):
         ICLR 2022.
     """
 
+    propensity_rule = "argmax"
+
     def __init__(
         self,
         dim: int,

@@ -7,6 +7,7 @@ import torch
 
 from banditlib import _random, linalg
 from banditlib import _validation as V
+from banditlib.policies._propensity import Noise
 from banditlib.policies.ridge import _RidgePolicy
 
 __all__ = ["LinTS", "LinUCB"]
@@ -44,6 +45,8 @@ class LinUCB(_RidgePolicy):
         recommendation. WWW 2010. Abbasi-Yadkori, Pal, Szepesvari. Improved algorithms for linear
         stochastic bandits. NeurIPS 2011.
     """
+
+    propensity_rule = "argmax"
 
     def __init__(
         self,
@@ -112,6 +115,9 @@ class LinTS(_RidgePolicy):
         Agrawal, Goyal. Thompson sampling for contextual bandits with linear payoffs. ICML 2013.
     """
 
+    propensity_rule = "gaussian"
+    _noisy = True
+
     def __init__(
         self,
         dim: int,
@@ -157,23 +163,36 @@ class LinTS(_RidgePolicy):
         return self._chol_np
 
     def _score(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, bonus, _ = self._score_noise(x, rows)
+        return mean, bonus
+
+    def _score_noise(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Noise | None]:
         if self.arms is None:
             mean = self._mean(x)
             z = _random.normal(self.seed, _random.STREAM_NOISE, rows, self.dim).to(self.dtype)
             delta = self.scale * (z @ self._cholesky().T)  # (B, d): theta~ - theta per row
-            return mean, torch.bmm(x, delta.unsqueeze(-1)).squeeze(-1)
+            noise = Noise(factor=x, chol=self._cholesky(), scale=self.scale) if self.scale else None
+            return mean, torch.bmm(x, delta.unsqueeze(-1)).squeeze(-1), noise
         mean, var = self._mean_var(x)
         z = _random.normal(self.seed, _random.STREAM_NOISE, rows, self.arms).to(self.dtype)
-        return mean, self.scale * var.clamp_min(0.0).sqrt() * z
+        sd = self.scale * var.clamp_min(0.0).sqrt()
+        return mean, sd * z, Noise(sd=sd) if self.scale else None
 
     def _score_row(self, x: np.ndarray, row: int) -> tuple[np.ndarray, np.ndarray]:
+        mean, bonus, _ = self._score_row_noise(x, row)
+        return mean, bonus
+
+    def _score_row_noise(self, x: np.ndarray, row: int) -> tuple[np.ndarray, np.ndarray, Noise | None]:
         if self.arms is None:
             z = _random.normal_np(self.seed, _random.STREAM_NOISE, row, self.dim).astype(x.dtype)
-            delta = self.scale * (self._cholesky_row() @ z)
-            return self._mean_row(x), x @ delta
+            chol = self._cholesky_row()
+            delta = self.scale * (chol @ z)
+            noise = Noise(factor=x[None].copy(), chol=chol, scale=self.scale) if self.scale else None
+            return self._mean_row(x), x @ delta, noise
         mean, var = self._mean_var_row(x)
         z = _random.normal_np(self.seed, _random.STREAM_NOISE, row, self.arms).astype(x.dtype)
-        return mean, self.scale * np.sqrt(np.maximum(var, 0.0)) * z
+        sd = self.scale * np.sqrt(np.maximum(var, 0.0))
+        return mean, sd * z, Noise(sd=sd[None]) if self.scale else None
 
     def posterior(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The sampling distribution: mean ``theta`` ``(M, d)`` and covariance ``scale^2 A^-1`` ``(M, d, d)``."""

@@ -29,6 +29,7 @@ from banditlib.errors import InvalidInputError
 from banditlib.kernels import neural_bonus, resolve_backend, shared_score
 from banditlib.policies._network import gradient_pieces
 from banditlib.policies._neural_base import _NeuralPolicy
+from banditlib.policies._propensity import Noise
 
 __all__ = ["NeuralTS", "NeuralUCB"]
 
@@ -179,6 +180,8 @@ class NeuralUCB(_GradientBandit):
         Zhou, Li, Gu. Neural Contextual Bandits with UCB-based Exploration. ICML 2020.
     """
 
+    propensity_rule = "argmax"
+
     def __init__(
         self,
         dim: int,
@@ -249,6 +252,9 @@ class NeuralTS(_GradientBandit):
         Zhang, Zhou, Li, Gu. Neural Thompson Sampling. ICLR 2021.
     """
 
+    propensity_rule = "gaussian"
+    _noisy = True
+
     def __init__(
         self,
         dim: int,
@@ -279,6 +285,11 @@ class NeuralTS(_GradientBandit):
         self._config["nu"] = self.nu
 
     def _score(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, bonus, _ = self._score_noise(x, rows)
+        return mean, bonus
+
+    def _score_noise(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Noise | None]:
         mean, var = self._scored(x)
         z = self._normal(rows, mean.shape[1]).to(mean.dtype)
-        return mean, self.nu * var.sqrt() * z
+        sd = self.nu * var.sqrt()
+        return mean, sd * z, Noise(sd=sd) if self.nu else None

@@ -20,6 +20,7 @@ from banditlib import _validation as V
 from banditlib import linalg
 from banditlib.kernels import shared_score
 from banditlib.policies._neural_base import _NeuralPolicy
+from banditlib.policies._propensity import Noise
 
 __all__ = ["NeuralLinTS", "NeuralLinUCB"]
 
@@ -132,6 +133,8 @@ class NeuralLinUCB(_NeuralLinear):
         Neural Contextual Bandits with Deep Representation and Shallow Exploration. ICLR 2022.
     """
 
+    propensity_rule = "argmax"
+
     def __init__(
         self,
         dim: int,
@@ -198,6 +201,9 @@ class NeuralLinTS(_NeuralLinear):
         Riquelme, Tucker, Snoek. Deep Bayesian Bandits Showdown. ICLR 2018.
     """
 
+    propensity_rule = "gaussian"
+    _noisy = True
+
     def __init__(
         self,
         dim: int,
@@ -227,6 +233,10 @@ class NeuralLinTS(_NeuralLinear):
         self._config["scale"] = self.scale
 
     def _score(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, bonus, _ = self._score_noise(x, rows)
+        return mean, bonus
+
+    def _score_noise(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Noise | None]:
         B = x.shape[0]
         phi = self._phi(self._inputs(x)).view(B, -1, self.A_inv_.shape[0])
         if self._chol is None:
@@ -234,4 +244,5 @@ class NeuralLinTS(_NeuralLinear):
         z = self._normal(rows, self._chol.shape[0]).to(self.dtype)
         delta = self.scale * (z @ self._chol.T)  # (B, q): theta~ - theta per row
         mean = phi @ self.theta_
-        return mean, torch.bmm(phi, delta.unsqueeze(-1)).squeeze(-1)
+        noise = Noise(factor=phi, chol=self._chol, scale=self.scale) if self.scale else None
+        return mean, torch.bmm(phi, delta.unsqueeze(-1)).squeeze(-1), noise

@@ -311,6 +311,48 @@ def check_copies_learn_on_their_own(make: MakePolicy, arms: int | None) -> None:
     _same_state(original.learned_state(), before, "the original after its copies learned")
 
 
+def check_propensities(make: MakePolicy, arms: int | None) -> None:
+    """``Selection.propensity`` is ``(B, k)`` float64 in ``(0, 1]``, agrees with the frequencies of repeated
+    selections, is the same on the single-row and batched paths, and reading it changes no later decision."""
+    import copy
+
+    from banditlib.policies._propensity import RULES
+
+    policy = make(dim=DIM, arms=arms, seed=20, dtype=torch.float64)
+    _expect(policy.propensity_rule in RULES, f"propensity_rule {policy.propensity_rule!r} is not one of {RULES}")
+    rng = np.random.default_rng(20)
+    _train(policy, rng, arms)
+    x = make_contexts(rng, 3, arms)
+    mask = np.ones((3, NUM_ARMS), dtype=bool)
+    mask[1, [0, 2]] = False
+    draws = 400
+    for k in (1, 2):
+        twin = copy.deepcopy(policy)
+        sel = policy.select(x, k=k, mask=mask)
+        p = sel.propensity
+        _expect(p.shape == (3, k) and p.dtype == torch.float64, f"propensity {tuple(p.shape)} {p.dtype}")
+        _expect(bool(((p > 0) & (p <= 1)).all()), f"propensities outside (0, 1]: {p}")
+        _expect(torch.equal(twin.select(x, k=k, mask=mask).actions, sel.actions), "twin decided differently")
+        _expect(torch.equal(policy.select(x, k=k).actions, twin.select(x, k=k).actions), "reading it changed decisions")
+        # frequencies of the same decision over many fresh selections (successive generator rows)
+        probe = copy.deepcopy(policy)
+        probe.rng_counter.fill_(int(sel.__dict__["_how"].first_row))
+        reps = probe.select(np.repeat(x[None], draws, axis=0).reshape(3 * draws, *x.shape[1:]), k=k,
+                            mask=np.repeat(mask[None], draws, axis=0).reshape(3 * draws, NUM_ARMS))  # fmt: skip
+        chosen = torch.zeros(draws, 3, NUM_ARMS, dtype=torch.float64)
+        chosen.scatter_(2, reps.actions.view(draws, 3, k), 1.0)
+        freq = chosen.mean(dim=0).gather(1, sel.actions)
+        _expect(
+            bool(((freq - p).abs() <= 0.15).all()), f"k={k}: propensities {p.tolist()} vs frequencies {freq.tolist()}"
+        )
+    one = make_contexts(rng, 1, arms)
+    fast, slow = copy.deepcopy(policy), copy.deepcopy(policy)
+    slow._fast_path = False
+    a, b = fast.select(one, k=2), slow.select(one, k=2)
+    _expect(torch.equal(a.actions, b.actions), "fast and batched paths decided differently")
+    _expect(torch.allclose(a.propensity, b.propensity, atol=1e-9), f"fast path {a.propensity} vs {b.propensity}")
+
+
 ALL_CHECKS: list[Callable[[MakePolicy, int | None], None]] = [
     check_shapes_and_dtypes,
     check_seeded_determinism,
@@ -323,4 +365,5 @@ ALL_CHECKS: list[Callable[[MakePolicy, int | None], None]] = [
     check_fast_path_matches_batched_path,
     check_accepts_any_real_input,
     check_copies_learn_on_their_own,
+    check_propensities,
 ]
