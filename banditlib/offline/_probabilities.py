@@ -20,7 +20,7 @@ def _arm_probabilities(policy: Policy, sel: Any, samples: int) -> torch.Tensor |
     `Policy.propensity_rule`), or ``None`` when the policy declares none."""
     if policy.propensity_rule is None:
         return None
-    how = sel.__dict__["_how"]
+    how = _propensity.How(*sel.__dict__["_how"])
     return _propensity.inclusion(how, sel.actions, sel.scores, sel.mean, samples=samples).to(_CPU)
 
 

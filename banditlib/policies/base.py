@@ -97,12 +97,13 @@ class Selection:
         """``(B, k)`` float64 probability of each chosen arm (see the class docstring)."""
         cached = self.__dict__.get("_propensity")
         if cached is None:
-            how = self.__dict__.get("_how")
-            if how is None:
+            raw = self.__dict__.get("_how")
+            if raw is None:
                 raise StateError(
                     "Selection.propensity: only a Selection returned by Policy.select knows how its arms were chosen; "
                     "this one was constructed directly."
                 )
+            how = _propensity.How(*raw)
             if how.rule is None:
                 raise StateError(
                     f"Selection.propensity: {how.owner} does not say how it chooses its arms; set its class "
@@ -115,10 +116,11 @@ class Selection:
 
 
 def _selection(
-    actions: torch.Tensor, scores: torch.Tensor, mean: torch.Tensor, bonus: torch.Tensor, how: _propensity.How
+    actions: torch.Tensor, scores: torch.Tensor, mean: torch.Tensor, bonus: torch.Tensor, how: tuple[Any, ...]
 ) -> Selection:
     """``Selection(actions, scores, mean, bonus)`` without the frozen dataclass's per-field ``__setattr__``
-    (the same object: the class has no ``__post_init__`` and no slots), with what ``propensity`` needs."""
+    (the same object: the class has no ``__post_init__`` and no slots), with what ``propensity`` needs: the
+    fields of a `banditlib.policies._propensity.How` as a plain tuple (cheaper to make on every call)."""
     sel = object.__new__(Selection)
     sel.__dict__.update(actions=actions, scores=scores, mean=mean, bonus=bonus, _how=how)
     return sel
@@ -469,10 +471,12 @@ class Policy(nn.Module):
         maintenance bookkeeping (``_bookkeeping``). ``select`` never changes any of it."""
         return {k: v.detach().clone() for k, v in self.state_dict().items() if k not in self._bookkeeping}
 
-    def _how(self, k: int, first_row: int, noise: _propensity.Noise | None) -> _propensity.How:
-        """What a Selection of ``k`` arms per row, decided at rows ``first_row, ...``, needs for its propensities."""
-        epsilon = float(getattr(self, "epsilon", 0.0)) if self.propensity_rule == "epsilon" else 0.0
-        return _propensity.How(self.propensity_rule, k, self.seed, first_row, epsilon, noise, type(self).__name__)
+    def _how(self, k: int, first_row: int, noise: _propensity.Noise | None) -> tuple[Any, ...]:
+        """What a Selection of ``k`` arms per row, decided at rows ``first_row, ...``, needs for its propensities:
+        the fields of a `banditlib.policies._propensity.How`."""
+        # `epsilon` is read where it is stored (a plain attribute of EpsilonGreedy), so a changed value counts
+        epsilon = self.__dict__.get("epsilon", 0.0)
+        return (self.propensity_rule, k, self.seed, first_row, epsilon, noise, type(self).__name__)
 
     # ------------------------------------------------------------------------------------------ hooks
 

@@ -336,7 +336,7 @@ def check_propensities(make: MakePolicy, arms: int | None) -> None:
         _expect(torch.equal(policy.select(x, k=k).actions, twin.select(x, k=k).actions), "reading it changed decisions")
         # frequencies of the same decision over many fresh selections (successive generator rows)
         probe = copy.deepcopy(policy)
-        probe.rng_counter.fill_(int(sel.__dict__["_how"].first_row))
+        probe.rng_counter.fill_(int(sel.__dict__["_how"][3]))
         reps = probe.select(np.repeat(x[None], draws, axis=0).reshape(3 * draws, *x.shape[1:]), k=k,
                             mask=np.repeat(mask[None], draws, axis=0).reshape(3 * draws, NUM_ARMS))  # fmt: skip
         chosen = torch.zeros(draws, 3, NUM_ARMS, dtype=torch.float64)

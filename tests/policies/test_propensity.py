@@ -114,3 +114,9 @@ def test_a_selection_made_by_hand_or_by_an_undeclared_policy_raises() -> None:
     sel = _Mine(dim=2, seed=0).select(torch.ones(1, 3, 2))
     with pytest.raises(StateError, match="_Mine does not say"):
         _ = sel.propensity
+
+
+def test_epsilon_changed_after_construction_counts() -> None:
+    policy = banditlib.EpsilonGreedy(dim=2, arms=4, epsilon=0.0, seed=0)
+    policy.epsilon = 1.0  # now every row explores: uniform
+    assert policy.select(torch.ones(3, 2)).propensity.tolist() == [[0.25]] * 3
