@@ -76,7 +76,10 @@ class Selection:
         propensity: ``(B, k)`` float64, the probability with which each chosen arm was chosen (for ``k > 1``: of
             being among the ``k`` chosen), computed when first read: exact for the argmax rules (ties included),
             Random and EpsilonGreedy, a Monte Carlo estimate for Thompson sampling (see
-            [`Policy.propensity_rule`][banditlib.Policy.propensity_rule]).
+            [`Policy.propensity_rule`][banditlib.Policy.propensity_rule]). For that, a Thompson-sampling
+            selection keeps what its draw was made from: the ``(B, K)`` standard deviations, or for the
+            shared-feature rules the contexts (LinTS) or the ``(B, K, q)`` learned features (NeuralLinTS),
+            until the selection is dropped.
 
     Examples:
         >>> import torch, banditlib
