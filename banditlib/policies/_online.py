@@ -1,5 +1,9 @@
 """The single-round fast path: one ``select`` or ``update`` of one row on the CPU, in numpy.
 
+This module is the path's one seam: `select`, `update` and `update_features` are what the public methods of
+`banditlib.policies.base.Policy` call first; each policy family supplies only its numpy arithmetic
+(``_score_row``, ``_learn_row``).
+
 A torch operator costs several microseconds of dispatch before it does any work; the classic online loop
 (select one, update one, with ``K = 10`` and ``d = 20``) needs dozens of them per round and would spend
 nearly all its time in overhead. For a single row on the CPU the policies therefore compute on numpy views
@@ -33,10 +37,13 @@ __all__ = [
     "as_rewards",
     "as_row",
     "ignoring_fp",
+    "select",
     "single_action",
     "single_reward",
     "top_1",
     "top_k",
+    "update",
+    "update_features",
 ]
 
 # Rows whose scoring costs more than this many multiply-adds (K d^2) go to the batched torch path, which is
@@ -200,3 +207,98 @@ def top_k(scores: np.ndarray, k: int, seed: int, row: int) -> np.ndarray | None:
     keys = _random.uniform_np(seed, _random.STREAM_TIES, row, scores.shape[0])
     perm = np.argsort(keys)
     return perm[np.argsort(-scores[perm], kind="stable")[:k]].astype(np.int64, copy=False)
+
+
+# ------------------------------------------------------------------------------------------ the three verbs
+# Policy.select, Policy.update and Policy.update_features call these first (under the policy's lock); each
+# returns None / False, having changed nothing, when the batched path must do the call. What they need from a
+# policy: dim, arms, seed, _np_dtype, _views / _state_views(), _scores_use_contexts, _noisy, _score_row (or
+# _score_row_noise), _learn_row and _how.
+
+
+@ignoring_fp
+def select(policy: Any, contexts: Any, k: int) -> tuple[Any, ...] | None:
+    """`Policy.select` of one row on the CPU: the fields of its ``Selection`` (``actions``, ``scores``,
+    ``mean``, ``bonus`` as ``(1, .)`` tensors sharing memory with fresh arrays, and the propensity
+    bookkeeping), or ``None`` to hand the call to the batched path (an ineligible input, a row too large,
+    non-finite scores from a non-finite context or a degenerate state)."""
+    x = as_row(contexts, policy.dim, policy.arms is None, policy._np_dtype)
+    if x is None:
+        return None
+    K = policy.arms or x.shape[0]
+    if not (1 <= k <= K and K * policy.dim * policy.dim <= MAX_ROW_WORK):
+        return None
+    if not policy._scores_use_contexts and not np.isfinite(x).all():
+        return None
+    counter = (policy._views or policy._state_views())["rng_counter"]
+    row = counter.item()
+    if policy._noisy:  # non-finite scores are handed over below (hence ignoring_fp)
+        mean, bonus, noise = policy._score_row_noise(x, row)
+    else:
+        (mean, bonus), noise = policy._score_row(x, row), None
+    scores = mean + bonus
+    if k == 1:
+        best = top_1(scores, policy.seed, row)
+        if best is None:
+            return None
+        actions = np.array([[best]], dtype=np.int64)
+    else:
+        top = top_k(scores, k, policy.seed, row)
+        if top is None:
+            return None
+        actions = top[None]
+    counter[...] = row + 1
+    return (
+        torch.from_numpy(actions),
+        torch.from_numpy(scores[None]),
+        torch.from_numpy(mean[None]),
+        torch.from_numpy(bonus[None]),
+        policy._how(k, row, noise),
+    )
+
+
+@ignoring_fp
+def update(policy: Any, contexts: Any, actions: Any, rewards: Any) -> bool:
+    """`Policy.update` of one valid row on the CPU; ``False`` when the batched path must do it."""
+    dtype = policy._np_dtype
+    x = as_row(contexts, policy.dim, policy.arms is None, dtype)
+    if x is None:
+        return False
+    num_arms = policy.arms or x.shape[0]
+    m = single_action(actions, num_arms)
+    if m is not None:  # one action, read as an int (the common case)
+        r1 = single_reward(rewards, (1, 1), dtype)
+        if r1 is None:
+            r_arr = as_rewards(rewards, (1, 1), dtype)
+            if r_arr is None:
+                return False
+            r1 = float(r_arr[0])
+        if policy.arms is not None:
+            return policy._learn_row(x[None], (m,), (r1,))
+        return policy._learn_row(x[m : m + 1], (0,), (r1,))
+    a = as_actions(actions, num_arms)
+    if a is None:
+        return False
+    r = as_rewards(rewards, (1, a.shape[0]), dtype)
+    if r is None:
+        return False
+    if policy.arms is not None:
+        rows = x[None] if a.shape[0] == 1 else np.broadcast_to(x, (a.shape[0], policy.dim))
+        return policy._learn_row(rows, a, r)
+    return a.shape[0] == 1 and policy._learn_row(x[a], np.zeros(1, dtype=np.int64), r)
+
+
+@ignoring_fp
+def update_features(policy: Any, x: Any, rewards: Any) -> bool:
+    """`Policy.update_features` of one row on the CPU (shared-parameter model); ``False`` when the batched path
+    must do it."""
+    row = as_row(x, policy.dim, False, policy._np_dtype)
+    if row is None:
+        return False
+    r = single_reward(rewards, (1,), policy._np_dtype)
+    if r is None:
+        r_row = as_rewards(rewards, (1,), policy._np_dtype)
+        if r_row is None:
+            return False
+        r = float(r_row[0])
+    return policy._learn_row(row[None], (0,), (r,))

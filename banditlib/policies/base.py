@@ -272,23 +272,12 @@ class Policy(nn.Module):
         """
         with self._lock:  # what @_locked does, inlined: one frame less on the single-row path
             if mask is None and self._fast_path and self._row_select_ok and type(k) is int:
-                fast = self._select_fast(contexts, k)
+                fast = _online.select(self, contexts, k)
                 if fast is not None:
-                    return fast
+                    return _selection(*fast)
             return self._select_batched(contexts, k, mask)
 
     forward = select
-
-    @_online.ignoring_fp
-    def _select_fast(self, contexts: Any, k: int) -> Selection | None:
-        """The single-row path of `select` (``None``: the batched path must do it)."""
-        row = _online.as_row(contexts, self.dim, self.arms is None, self._np_dtype)
-        if row is None:
-            return None
-        K = self.arms or row.shape[0]
-        if 1 <= k <= K and K * self.dim * self.dim <= _online.MAX_ROW_WORK:
-            return self._select_row(row, k)
-        return None
 
     def _select_batched(self, contexts: Any, k: int, mask: Any) -> Selection:
         where = f"{type(self).__name__}.select()"
@@ -330,7 +319,7 @@ class Policy(nn.Module):
             InvalidInputError: bad shapes, dtypes, non-finite values, out-of-range or repeated actions.
         """
         with self._lock:  # what @_locked does, inlined
-            if self._fast_path and self._row_update_ok and self._update_row(contexts, actions, rewards):
+            if self._fast_path and self._row_update_ok and _online.update(self, contexts, actions, rewards):
                 return
             self._update_batched(contexts, actions, rewards)
 
@@ -369,7 +358,7 @@ class Policy(nn.Module):
         Raises:
             InvalidInputError: disjoint model, bad shapes, dtypes or non-finite values.
         """
-        if self.arms is None and self._fast_path and self._row_update_ok and self._update_features_row(x, rewards):
+        if self.arms is None and self._fast_path and self._row_update_ok and _online.update_features(self, x, rewards):
             return
         where = f"{type(self).__name__}.update_features()"
         if self.arms is not None:
@@ -387,87 +376,11 @@ class Policy(nn.Module):
         steps = torch.arange(feats.shape[0], device=self.device)
         self._learn(feats, torch.zeros_like(steps), r, steps, feats.shape[0])
 
-    @_online.ignoring_fp
-    def _update_features_row(self, x: Any, rewards: Any) -> bool:
-        """The single-row path of `update_features` (``False``: the batched path must do it)."""
-        row = _online.as_row(x, self.dim, False, self._np_dtype)
-        if row is None:
-            return False
-        r = _online.single_reward(rewards, (1,), self._np_dtype)
-        if r is None:
-            r_row = _online.as_rewards(rewards, (1,), self._np_dtype)
-            if r_row is None:
-                return False
-            r = float(r_row[0])
-        return self._learn_row(row[None], (0,), (r,))
-
     def _state_views(self) -> dict[str, np.ndarray]:
         """numpy views sharing memory with the CPU buffers (rebuilt when ``.to()`` replaces them)."""
         if self._views is None:
             self._views = {name: buf.numpy() for name, buf in self.named_buffers()}
         return self._views
-
-    def _select_row(self, x: np.ndarray, k: int) -> Selection | None:
-        """[`select`][banditlib.Policy.select] for one row on the CPU (see ``policies/_online.py``); ``None`` hands the
-        call to the batched path (non-finite scores, from a non-finite context or a degenerate state)."""
-        if not self._scores_use_contexts and not np.isfinite(x).all():
-            return None
-        counter = (self._views or self._state_views())["rng_counter"]
-        row = counter.item()
-        # under ignoring_fp: non-finite scores are handed over below
-        if self._noisy:
-            mean, bonus, noise = self._score_row_noise(x, row)
-        else:
-            (mean, bonus), noise = self._score_row(x, row), None
-        scores = mean + bonus
-        if k == 1:
-            best = _online.top_1(scores, self.seed, row)
-            if best is None:
-                return None
-            actions = np.array([[best]], dtype=np.int64)
-        else:
-            top = _online.top_k(scores, k, self.seed, row)
-            if top is None:
-                return None
-            actions = top[None]
-        counter[...] = row + 1
-        return _selection(
-            torch.from_numpy(actions),
-            torch.from_numpy(scores[None]),
-            torch.from_numpy(mean[None]),
-            torch.from_numpy(bonus[None]),
-            self._how(k, row, noise),
-        )
-
-    @_online.ignoring_fp
-    def _update_row(self, contexts: Any, actions: Any, rewards: Any) -> bool:
-        """[`update`][banditlib.Policy.update] for one valid row on the CPU; ``False`` when the batched path must handle
-        it."""
-        dtype = self._np_dtype
-        x = _online.as_row(contexts, self.dim, self.arms is None, dtype)
-        if x is None:
-            return False
-        num_arms = self.arms or x.shape[0]
-        m = _online.single_action(actions, num_arms)
-        if m is not None:  # one action, read as an int (the common case)
-            r1 = _online.single_reward(rewards, (1, 1), dtype)
-            if r1 is None:
-                r_arr = _online.as_rewards(rewards, (1, 1), dtype)
-                if r_arr is None:
-                    return False
-                r1 = float(r_arr[0])
-            if self.arms is not None:
-                return self._learn_row(x[None], (m,), (r1,))
-            return self._learn_row(x[m : m + 1], (0,), (r1,))
-        a = _online.as_actions(actions, num_arms)
-        if a is None:
-            return False
-        r = _online.as_rewards(rewards, (1, a.shape[0]), dtype)
-        if r is None:
-            return False
-        if self.arms is not None:
-            return self._learn_row(x[None] if a.shape[0] == 1 else np.broadcast_to(x, (a.shape[0], self.dim)), a, r)
-        return a.shape[0] == 1 and self._learn_row(x[a], np.zeros(1, dtype=np.int64), r)
 
     def learned_state(self) -> dict[str, torch.Tensor]:
         """Copies of the learned state: every entry of ``state_dict()`` except the generator's counters and
