@@ -1,45 +1,59 @@
-"""Pickle-free persistence in the safetensors layout.
+"""Pickle-free persistence in the safetensors format, through the ``safetensors`` package.
 
 A file is an 8-byte little-endian header length ``n``, ``n`` bytes of JSON describing every tensor (dtype,
 shape, byte offsets) plus a string-to-string ``__metadata__`` map, then the raw little-endian tensor bytes.
-That is the safetensors format, so the files open with the ``safetensors`` package too; reading one here
-parses JSON and copies bytes, and never executes anything. Every field is checked before use, so a
-truncated, corrupted or foreign file raises [`InvalidInputError`][banditlib.InvalidInputError].
+The ``safetensors`` package writes that layout (`write_tensors`) and, on reading, validates it and turns
+the bytes into tensors: offsets that overlap, leave gaps or run past the data, shapes whose size overflows
+or does not match its byte range, and any other malformed header are refused by it. Whatever it raises
+becomes an [`InvalidInputError`][banditlib.InvalidInputError] naming the file and what is wrong; nothing is
+ever executed.
 
-Reading an untrusted file is bounded: only a regular file is read (a FIFO, a device such as ``/dev/zero``
-or a directory is refused before any byte is read, and opening never blocks), at most `MAX_FILE_BYTES`
-of it (checked against its size first, so a huge sparse file is refused too; ``BANDITLIB_MAX_FILE_BYTES``
-raises the limit), the JSON header at most 16 MiB with integers of at most 20 digits and no nesting deeper
-than the format needs. Files written here carry a SHA-256 checksum of the header and the data in their
-metadata (``__checksum__``), verified on reading, so a flipped bit is detected; files without one (written by
-older versions or by other tools) are read without it.
+What is still written here, and why (the package offers none of it):
 
-Writing is atomic: a temporary file in the destination's directory, renamed over the destination. The file
-gets the permissions a newly created file would get under the process's umask (``mkstemp`` alone would
-give 0600). A process killed between the two steps can leave a ``.<name>.*`` temporary file behind; the next
-successful `write_tensors` to the same destination removes such leftovers older than an hour.
+* **The bounded read.** The package reads a path (memory-mapped) or a bytes object; it does not guard the
+  path. So the bytes are read here and handed to ``safetensors.torch.load``: only a regular file (a FIFO,
+  a device such as ``/dev/zero`` or a directory is refused before any byte is read, and opening never
+  blocks), at most `MAX_FILE_BYTES` of it (checked against its size first, so a huge sparse file is refused
+  too; ``BANDITLIB_MAX_FILE_BYTES`` raises the limit). Reading the bytes once also means the file cannot
+  change between the checks and the decoding, and a file truncated while mapped cannot crash the process.
+* **The header, parsed once more.** ``safetensors.torch.load`` returns neither ``__metadata__`` nor the
+  offsets the checksum covers, so the header is parsed here first, bounded at least as tightly as the
+  package's own parser (at most 16 MiB rather than 100 MB; integers of at most 20 digits; nesting deep
+  enough to exhaust the stack is refused). Its entries must have exactly the keys ``dtype``, ``shape``
+  and ``data_offsets`` and one of the ten dtypes banditlib writes: the package accepts extra keys and
+  dtypes banditlib never writes (unsigned integers, float8, complex), some of which its torch layer cannot
+  even map.
+* **The checksum.** Files written here carry a SHA-256 checksum of the header and the data in their
+  metadata (``__checksum__``; not part of the safetensors format), verified on reading, so a flipped bit is
+  detected; files without one (written by older versions or by other tools) are read without it.
+* **Atomic writes.** ``safetensors.torch.save_file`` writes in place, so a crash would leave half a file:
+  here the bytes go to a temporary file in the destination's directory, renamed over the destination. The
+  file gets the permissions a newly created file would get under the process's umask (``mkstemp`` alone
+  would give 0600). A process killed between the two steps can leave a ``.<name>.*`` temporary file behind;
+  the next successful `write_tensors` to the same destination removes such leftovers older than an hour.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
 import stat
 import struct
-import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import safetensors
+import safetensors.torch
 import torch
 
 from banditlib.errors import InvalidInputError
 
 __all__ = ["MAX_FILE_BYTES", "parse_json", "read_tensors", "write_tensors"]
 
+# The dtypes banditlib writes (the safetensors codes of torch's float64 ... bool).
 _CODES: dict[torch.dtype, str] = {
     torch.float64: "F64",
     torch.float32: "F32",
@@ -56,10 +70,27 @@ _DTYPES = {code: dtype for dtype, code in _CODES.items()}
 _MAX_HEADER = 16 << 20
 MAX_FILE_BYTES = int(os.environ.get("BANDITLIB_MAX_FILE_BYTES", 4 << 30))  # 4 GiB
 _CHECKSUM = "__checksum__"
+_PLACEHOLDER = "sha256:" + "0" * 64  # as long as a real checksum, so filling it in moves no byte
 _STALE_SECONDS = 3600
+# What the package's errors mean, by a fragment of their text (its Display text since 0.6, its Debug names
+# before): the reader says what is wrong in our words and quotes the package.
+_MEANINGS = (
+    (("invalid JSON", "InvalidHeaderDeserialization"), "the header is not a valid safetensors header"),
+    (("invalid offset", "InvalidOffset"), "the tensors' data offsets overlap, leave a gap or are out of order"),
+    (("not fully covered", "MetadataIncompleteBuffer"),
+     "its data section does not match the tensors' offsets (truncated, or bytes left over)"),
+    (("invalid shape, data type, or offset", "TensorInvalidInfo"),
+     "a tensor's shape and dtype do not match its byte range (truncated or corrupted)"),
+    (("overflow", "ValidationOverflow"), "a tensor's shape is too large (its size overflows)"),
+)  # fmt: skip
+# What the package raises on a bad file: SafetensorError from its parser; its torch layer adds KeyError (a
+# dtype it parses but cannot map), ValueError and AssertionError (empty buffers), RuntimeError (torch).
+_PACKAGE_ERRORS = (
+    safetensors.SafetensorError, KeyError, ValueError, TypeError, RuntimeError, AssertionError, OverflowError
+)  # fmt: skip
 
 
-def _digest(header: dict[str, object], body: bytes | memoryview) -> str:
+def _digest(header: Mapping[str, object], body: bytes | memoryview) -> str:
     """SHA-256 of the canonical header (without the checksum) and the data."""
     h = hashlib.sha256(json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8"))
     h.update(body)
@@ -86,48 +117,73 @@ def _remove_stale_temporaries(target: Path) -> None:
         return
 
 
-def _tensor_bytes(t: torch.Tensor) -> bytes:
-    t = t.detach().to("cpu").contiguous()
-    if sys.byteorder != "little":  # pragma: no cover - no big-endian CI
-        raise NotImplementedError("saving on a big-endian machine is not supported")
-    return t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+def _for_saving(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Dense CPU tensors the package accepts: contiguous, and no two sharing storage (it refuses those)."""
+    out: dict[str, torch.Tensor] = {}
+    storages: set[int] = set()
+    for name, t in tensors.items():
+        if t.dtype not in _CODES:
+            raise ValueError(f"write_tensors(): tensor {name!r} has dtype {t.dtype}, which banditlib does not write")
+        t = t.detach().to("cpu").contiguous()
+        if t.numel():
+            ptr = t.untyped_storage().data_ptr()
+            if ptr in storages:
+                t = t.clone()
+            storages.add(t.untyped_storage().data_ptr())
+        out[name] = t
+    return out
 
 
-def write_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+def _fill_checksum(header: bytes, checksum: str) -> bytes | None:
+    """``header`` with the placeholder checksum replaced by ``checksum`` (same length), or ``None`` if the
+    placeholder is not found exactly once as the value of ``__checksum__``. JSON escapes every quote inside
+    a string, so ``"__checksum__":"<placeholder>"`` can only be the reserved key itself."""
+    token = json.dumps({_CHECKSUM: _PLACEHOLDER}, separators=(",", ":"))[1:-1].encode("utf-8")
+    if header.count(token) != 1:
+        return None
+    return header.replace(token, token.replace(_PLACEHOLDER.encode("ascii"), checksum.encode("ascii")))
+
+
+def write_tensors(
+    path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
+) -> None:
     """Write ``tensors`` and ``metadata`` to ``path`` atomically (a temporary file, then a rename).
+
+    ``safetensors.torch.save`` lays the file out; the metadata gains ``__checksum__``, the SHA-256 of the
+    header and the data that `read_tensors` verifies.
 
     Args:
         path: destination file.
-        tensors: name -> tensor of a dtype listed in the safetensors specification.
-        metadata: name -> string.
+        tensors: name -> tensor of one of the dtypes float64, float32, float16, bfloat16, int64, int32, int16,
+            int8, uint8 or bool (any device; written from a CPU copy).
+        metadata: name -> string (``__checksum__`` is reserved).
+
+    Raises:
+        ValueError: a reserved metadata key or a dtype banditlib does not write.
+        OSError: the destination cannot be written (nothing is left behind).
     """
-    header: dict[str, object] = {"__metadata__": dict(metadata)}
-    blobs = []
-    offset = 0
-    for name in sorted(tensors):
-        t = tensors[name]
-        blob = _tensor_bytes(t)
-        header[name] = {
-            "dtype": _CODES[t.dtype],
-            "shape": list(t.shape),
-            "data_offsets": [offset, offset + len(blob)],
-        }
-        blobs.append(blob)
-        offset += len(blob)
     if _CHECKSUM in metadata:
         raise ValueError(f"write_tensors(): metadata key {_CHECKSUM!r} is reserved")
-    header["__metadata__"][_CHECKSUM] = _digest(header, b"".join(blobs))  # type: ignore[index]
-    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    raw += b" " * (-len(raw) % 8)
+    ready = _for_saving(tensors)
+    blob = safetensors.torch.save(ready, {**metadata, _CHECKSUM: _PLACEHOLDER})
+    (n,) = struct.unpack_from("<Q", blob)
+    header = json.loads(blob[8 : 8 + n])
+    del header["__metadata__"][_CHECKSUM]
+    body = memoryview(blob)[8 + n :]
+    checksum = _digest(header, body)
+    filled = _fill_checksum(blob[8 : 8 + n], checksum)
+    if filled is None:  # the package spaced its JSON differently: serialise again (offsets ignore metadata)
+        again = safetensors.torch.save(ready, {**metadata, _CHECKSUM: checksum})
+        parts: tuple[bytes | memoryview, ...] = (again,)
+    else:
+        parts = (blob[:8], filled, body)
     target = Path(path)
     fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=f".{target.name}.")
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
-            fh.write(struct.pack("<Q", len(raw)))
-            fh.write(raw)
-            for blob in blobs:
-                fh.write(blob)
+            for part in parts:
+                fh.write(part)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -135,22 +191,19 @@ def write_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor]
     _remove_stale_temporaries(target)
 
 
-def _read_bounded(path: str | os.PathLike[str], limit: int, bad: object) -> bytes:
+def _read_bounded(path: str | os.PathLike[str], limit: int, bad: Callable[[str], InvalidInputError]) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes; anything else raises ``bad(why)``."""
-    fail = bad  # callable(why) -> InvalidInputError
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise fail(f"it cannot be opened ({exc.strerror or exc})") from None  # type: ignore[operator]
+        raise bad(f"it cannot be opened ({exc.strerror or exc})") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file (a FIFO, socket or device)"
-            raise fail(f"it is {kind}")  # type: ignore[operator]
+            raise bad(f"it is {kind}")
         if info.st_size > limit:
-            raise fail(  # type: ignore[operator]
-                f"it is {info.st_size:,} bytes, more than the limit of {limit:,} (BANDITLIB_MAX_FILE_BYTES)"
-            )
+            raise bad(f"it is {info.st_size:,} bytes, more than the limit of {limit:,} (BANDITLIB_MAX_FILE_BYTES)")
         chunks, total = [], 0
         while True:
             chunk = os.read(fd, min(1 << 24, limit + 1 - total))
@@ -159,7 +212,7 @@ def _read_bounded(path: str | os.PathLike[str], limit: int, bad: object) -> byte
             chunks.append(chunk)
             total += len(chunk)
             if total > limit:
-                raise fail(f"it grew beyond the limit of {limit:,} bytes while being read")  # type: ignore[operator]
+                raise bad(f"it grew beyond the limit of {limit:,} bytes while being read")
         return b"".join(chunks)
     finally:
         os.close(fd)
@@ -172,15 +225,36 @@ def _parse_int(text: str) -> int:
 
 
 def parse_json(text: str, what: str) -> object:
-    """A metadata string as JSON, bounded like the header (integers of at most 20 digits, no nesting deep
-    enough to exhaust the stack); ``ValueError`` naming ``what`` otherwise (callers turn it into an
-    ``InvalidInputError``)."""
+    """A metadata string as JSON, bounded like the header.
+
+    Args:
+        text: the JSON text (from an untrusted file).
+        what: what the text holds, for the error message.
+
+    Returns:
+        The parsed value.
+
+    Raises:
+        ValueError: invalid JSON, an integer of more than 20 digits or nesting deep enough to exhaust the
+            stack, naming ``what`` (callers turn it into an ``InvalidInputError``).
+    """
     try:
         return json.loads(text, parse_int=_parse_int)
     except RecursionError:
         raise ValueError(f"{what} is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError included
         raise ValueError(f"{what} is not valid JSON ({exc})") from None
+
+
+def _explain(exc: BaseException) -> str:
+    """Why the package refused a file, in our words, quoting it."""
+    text = str(exc).strip() or type(exc).__name__
+    for prefix in ("Error while deserializing header: ", "Error while deserializing: "):
+        text = text.removeprefix(prefix)
+    for fragments, meaning in _MEANINGS:
+        if any(f in text for f in fragments):
+            return f"{meaning} (safetensors: {text})"
+    return f"safetensors cannot read it ({type(exc).__name__}: {text})"
 
 
 def read_tensors(
@@ -190,7 +264,7 @@ def read_tensors(
     max_bytes: int | None = None,
     require_checksum: Callable[[dict[str, str]], bool] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read a file written by `write_tensors` (or any safetensors file), validating every field.
+    """Read a file written by `write_tensors` (or any safetensors file of banditlib's dtypes), validating it.
 
     Args:
         path: the file.
@@ -204,7 +278,7 @@ def read_tensors(
 
     Raises:
         InvalidInputError: the file is not a regular file within the size limit, not a well-formed
-            safetensors file, or fails its checksum.
+            safetensors file (by our header checks or by the ``safetensors`` package), or fails its checksum.
     """
 
     def bad(why: str) -> InvalidInputError:
@@ -229,40 +303,23 @@ def read_tensors(
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
         raise bad("__metadata__ must map strings to strings")
-    body = memoryview(data)[8 + n :]
     checksum = metadata.pop(_CHECKSUM, None)
-    if checksum is not None and checksum != _digest({"__metadata__": metadata, **header}, body):
+    if checksum is not None and checksum != _digest({"__metadata__": metadata, **header}, memoryview(data)[8 + n :]):
         raise bad("its checksum does not match its contents (the file is corrupted)")
     if checksum is None and require_checksum is not None and require_checksum(metadata):
         raise bad("it has no checksum although its format version is always written with one (corrupted)")
-    tensors: dict[str, torch.Tensor] = {}
-    spans = []
     for name, info in header.items():
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
             raise bad(f"entry {name!r} is malformed")
-        dtype = _DTYPES.get(info["dtype"]) if isinstance(info["dtype"], str) else None
-        shape, offsets = info["shape"], info["data_offsets"]
-        if dtype is None:
+        if not isinstance(info["dtype"], str) or info["dtype"] not in _DTYPES:
             raise bad(f"entry {name!r} has unknown dtype {info['dtype']!r}")
-        if not (
-            isinstance(shape, list) and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
-        ):
-            raise bad(f"entry {name!r} has an invalid shape")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
-            raise bad(f"entry {name!r} has invalid data offsets")
-        start, end = offsets
-        numel = 1
-        for s in shape:
-            numel *= s
-        itemsize = torch.empty((), dtype=dtype).element_size()
-        if not 0 <= start <= end <= len(body) or end - start != numel * itemsize:
-            raise bad(f"entry {name!r} does not fit the file (truncated or corrupted)")
-        spans.append((start, end))
-        buf = bytearray(body[start:end])
-        flat = torch.frombuffer(buf, dtype=dtype) if buf else torch.empty(0, dtype=dtype)
-        tensors[name] = flat.reshape(shape)
-    spans.sort()
-    for (_, e0), (s1, _) in itertools.pairwise(spans):
-        if s1 < e0:
-            raise bad("tensor data overlaps")
+    try:
+        tensors = safetensors.torch.load(data)
+    except _PACKAGE_ERRORS as exc:
+        raise bad(_explain(exc)) from None
+    # The package parsed the header again; what it built must be what was checked above.
+    if tensors.keys() != header.keys() or any(
+        t.dtype != _DTYPES[header[k]["dtype"]] or list(t.shape) != header[k]["shape"] for k, t in tensors.items()
+    ):
+        raise bad("its header is ambiguous (safetensors reads other tensors from it than it lists)")
     return tensors, metadata

@@ -5,6 +5,7 @@ The bounded versions run in ``make test``; ``-m slow`` runs the long ones."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -245,6 +246,21 @@ def _corpus(tmp: pathlib.Path) -> dict[str, pathlib.Path]:
     _raw_file(tmp / "overlap", {"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
                                 "y": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 12)  # fmt: skip
     out["overlapping tensors"] = tmp / "overlap"
+    # Layouts only the safetensors package checks (offsets, sizes, coverage), and entries only we refuse.
+    f32 = {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}
+    for name, header, body in [
+        ("gap between tensors", {"x": {**f32, "data_offsets": [4, 8]}}, b"\0" * 8),
+        ("bytes after the data", {"x": f32}, b"\0" * 8),
+        ("offsets reversed", {"x": {**f32, "data_offsets": [4, 0]}}, b"\0" * 4),
+        ("shape size overflows", {"x": {**f32, "shape": [2**62, 2**62]}}, b"\0" * 4),
+        ("negative shape", {"x": {**f32, "shape": [-1]}}, b"\0" * 4),
+        ("float shape", {"x": {**f32, "shape": [1.5]}}, b"\0" * 4),
+        ("dtype only the package knows", {"x": {**f32, "dtype": "U32"}}, b"\0" * 4),
+        ("dtype the package cannot map to torch", {"x": {**f32, "dtype": "F8_E8M0", "data_offsets": [0, 1]}}, b"\0"),
+        ("extra key in an entry", {"x": {**f32, "offset": 0}}, b"\0" * 4),
+    ]:  # fmt: skip
+        _raw_file(tmp / name.replace(" ", "-"), header, body)
+        out[name] = tmp / name.replace(" ", "-")
     data = bytearray(good_policy.read_bytes())
     data[-3] ^= 0x10
     (tmp / "flip").write_bytes(bytes(data))
@@ -320,6 +336,58 @@ def test_every_loader_refuses_every_crafted_file(tmp_path: pathlib.Path, monkeyp
             with pytest.raises(InvalidInputError):
                 load(path)
                 pytest.fail(f"{lname} accepted {fname!r}")
+
+
+def _unchecked(path: pathlib.Path) -> bytes:
+    """The bytes of a saved policy rewritten as format 1 (no checksum), so damage reaches the parsers."""
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    del header["__metadata__"]["__checksum__"]
+    header["__metadata__"]["format_version"] = "1"
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + data[8 + n :]
+
+
+entries = st.fixed_dictionaries(
+    {
+        "dtype": st.sampled_from(["F32", "F64", "I64", "BOOL", "U64", "F8_E4M3", "F8_E8M0", "C64", "X", 3]),
+        "shape": st.lists(st.sampled_from([-1, 0, 1, 2, 3, 2**31, 2**62, 2**64, 1.5, "2"]), max_size=3),
+        "data_offsets": st.lists(st.sampled_from([-1, 0, 1, 4, 8, 12, 16, 2**63, 2**64]), min_size=0, max_size=3),
+    },
+    optional={"extra": st.just(1)},
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_damaged_headers_and_bytes_only_raise_invalid_input(data: st.DataObject, tmp_path: pathlib.Path) -> None:
+    """Random headers (valid JSON, so they get past our parser to the package) and random damage to a real
+    file without a checksum: loading succeeds or raises InvalidInputError, whatever safetensors makes of it."""
+    path = tmp_path / "f.st"
+    if data.draw(st.booleans(), "random header"):
+        header: dict[str, Any] = {f"t{i}": e for i, e in enumerate(data.draw(st.lists(entries, max_size=3), "tensors"))}
+        header["__metadata__"] = {
+            "format": "banditlib.policy",
+            "format_version": "1",
+            "class": "LinUCB",
+            "config": "{}",
+        }
+        _raw_file(path, header, b"\0" * data.draw(st.sampled_from([0, 1, 4, 8, 12, 16, 17])))
+    else:
+        good = tmp_path / "good.st"
+        p = banditlib.LinUCB(2, arms=2, seed=0)
+        p.update(np.ones((1, 2)), np.zeros((1, 1), dtype=np.int64), np.ones((1, 1)))
+        p.save(good)
+        raw = bytearray(_unchecked(good))
+        for _ in range(data.draw(st.integers(1, 4), "flips")):
+            i = data.draw(st.integers(0, len(raw) - 1))
+            raw[i] = data.draw(st.integers(0, 255))
+        path.write_bytes(bytes(raw[: data.draw(st.integers(0, len(raw)), "length")]))
+    with contextlib.suppress(InvalidInputError):
+        _io.read_tensors(path, "test")
+    with contextlib.suppress(*EXPECTED):
+        banditlib.load(path)
 
 
 def test_saved_files_follow_the_umask(tmp_path: pathlib.Path) -> None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -13,7 +12,7 @@ from typing import Any, TypeVar
 import torch
 
 from banditlib import _random
-from banditlib._io import parse_json, read_tensors, write_tensors
+from banditlib._persist import Persistent
 from banditlib.errors import InvalidInputError, StateError
 
 from .batch import RolloutBatch
@@ -71,7 +70,7 @@ class Schedule:
         return float(self.fresh_weight.double().sum()) / n if n else 0.0
 
 
-class Scheduler:
+class Scheduler(Persistent):
     """Base class of rollout schedulers: the round protocol, input checks and pickle-free persistence.
 
     The loop::
@@ -247,19 +246,18 @@ class Scheduler:
     def _load_extra(self, state: Mapping[str, torch.Tensor], where: str) -> None:
         """Subclasses: validate and load their part of ``state`` (all-or-nothing)."""
 
-    def _meta(self) -> dict[str, str]:
-        return {}
+    _file_format, _file_kind, _file_version = FORMAT, "rollout-scheduler", FORMAT_VERSION
+    _file_readable, _file_unchecked, _file_classes = READABLE_VERSIONS, ("1",), _REGISTRY
+
+    def _file_config(self) -> dict[str, Any]:
+        return self.config
+
+    def _file_state(self) -> dict[str, torch.Tensor]:
+        return self.state_dict()
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the scheduler (class, arguments, state: buffer and policy included) to ``path``, pickle-free."""
-        meta = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "class": type(self).__name__,
-            "config": json.dumps(self.config),
-            **self._meta(),
-        }
-        write_tensors(path, self.state_dict(), meta)
+        self._save_file(path)
 
     @classmethod
     def load(cls: type[S], path: str | os.PathLike[str], **kwargs: Any) -> S:
@@ -274,29 +272,12 @@ class Scheduler:
             InvalidInputError: a corrupted or foreign file, or one holding another scheduler class.
         """
         where = f"{cls.__name__}.load()"
-        tensors, meta = read_tensors(path, where, require_checksum=lambda m: m.get("format_version") != "1")
-        if meta.get("format") != FORMAT:
-            raise InvalidInputError(f"{where}: {os.fspath(path)!r} is not a banditlib rollout-scheduler file.")
-        version = meta.get("format_version")
-        if version not in READABLE_VERSIONS:
-            raise InvalidInputError(
-                f"{where}: {os.fspath(path)!r} is a rollout-scheduler file of format version {version!r}; this "
-                f"banditlib "
-                f"reads versions {list(READABLE_VERSIONS)} (a newer banditlib wrote it?)."
-            )
-        target = _REGISTRY.get(meta.get("class", ""))
-        if target is None or not issubclass(target, cls):
-            raise InvalidInputError(f"{where}: the file holds a {meta.get('class')!r}, not a {cls.__name__}.")
-        try:
-            config = parse_json(meta["config"], "the constructor arguments")
-            if not isinstance(config, dict):
-                raise ValueError("not an object")
-        except (KeyError, ValueError):
-            raise InvalidInputError(f"{where}: the file's constructor arguments are unreadable.") from None
-        config, tensors = target._upgrade(str(version), config, dict(tensors), where)
-        obj = target._from_saved(config, tensors, meta, kwargs, where)
+        saved = cls._read_file(path, where)
+        target = saved.target
+        config, tensors = target._upgrade(saved.version, saved.config, dict(saved.tensors), where)
+        obj = target._from_saved(config, tensors, saved.metadata, kwargs, where)
         obj.load_state_dict(tensors)
-        return obj  # type: ignore[return-value]
+        return obj
 
     @classmethod
     def _upgrade(

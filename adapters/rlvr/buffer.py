@@ -7,7 +7,6 @@ Python loop over rows or groups. Rounds are evicted whole, oldest first.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import torch
 
 from banditlib import _validation as V
-from banditlib._io import parse_json, read_tensors, write_tensors
+from banditlib._persist import Persistent
 from banditlib.errors import InvalidInputError
 
 from .batch import FIELDS, OPTIONAL, RolloutBatch, make_batch
@@ -25,7 +24,7 @@ __all__ = ["RolloutBuffer"]
 FORMAT = "banditlib.rlvr.buffer"
 
 
-class RolloutBuffer:
+class RolloutBuffer(Persistent):
     """The rollouts of the last ``rounds`` rounds (optionally at most ``max_rollouts`` of them), with their age
     and usage counts.
 
@@ -384,10 +383,19 @@ class RolloutBuffer:
         """Constructor arguments."""
         return {"rounds": self.rounds, "max_rollouts": self.max_rollouts}
 
+    # Format 2 adds the payload checksum; files of format 1 have no version field.
+    _file_format, _file_kind, _file_version = FORMAT, "rollout-buffer", "2"
+    _file_readable, _file_unchecked, _file_unversioned = ("1", "2"), (None,), "1"
+
+    def _file_config(self) -> dict[str, Any]:
+        return self.config
+
+    def _file_state(self) -> dict[str, torch.Tensor]:
+        return self.state_dict()
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the buffer to ``path`` (pickle-free safetensors, atomically)."""
-        meta = {"format": FORMAT, "format_version": "2", "config": json.dumps(self.config)}
-        write_tensors(path, self.state_dict(), meta)
+        self._save_file(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> RolloutBuffer:
@@ -397,18 +405,12 @@ class RolloutBuffer:
             InvalidInputError: the file is corrupted or not a buffer file.
         """
         where = "RolloutBuffer.load()"
-        # Format 2 adds the payload checksum; files of format 1 have no version field.
-        tensors, meta = read_tensors(path, where, require_checksum=lambda m: "format_version" in m)
-        if meta.get("format") != FORMAT or meta.get("format_version", "1") not in ("1", "2"):
-            raise InvalidInputError(f"{where}: {os.fspath(path)!r} is not a banditlib rollout-buffer file.")
+        saved = cls._read_file(path, where)
         try:
-            config = parse_json(meta["config"], "the constructor arguments")
-            if not isinstance(config, dict):
-                raise TypeError("not an object")
-            buf = cls(**config)
-        except (KeyError, TypeError, ValueError):
-            raise InvalidInputError(f"{where}: the file's constructor arguments are unreadable.") from None
-        buf.load_state_dict(tensors)
+            buf = cls(**saved.config)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{where}: the file's constructor arguments are unreadable ({exc}).") from None
+        buf.load_state_dict(saved.tensors)
         return buf
 
 

@@ -565,7 +565,7 @@ class RolloutScheduler(Scheduler):
         self._pend_saved = pending
         self._last_pos = last_pos
 
-    def _meta(self) -> dict[str, str]:
+    def _file_metadata(self) -> dict[str, str]:
         return {
             "policy_class": type(self.policy).__name__,
             "policy_config": json.dumps(self.policy.config),

@@ -10,7 +10,6 @@ pickle-free ``save`` / ``load``.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import secrets
@@ -26,7 +25,7 @@ from torch import nn
 
 from banditlib import _random, linalg
 from banditlib import _validation as V
-from banditlib._io import parse_json, read_tensors, write_tensors
+from banditlib._persist import Persistent
 from banditlib.errors import BackendUnavailableError, InvalidInputError, NumericalError, StateError
 from banditlib.kernels import masked_topk, resolve_backend
 from banditlib.policies import _online, _propensity
@@ -129,7 +128,7 @@ def _selection(
     return sel
 
 
-class Policy(nn.Module):
+class Policy(nn.Module, Persistent):
     """Base class of every bandit policy: one batched ``select`` / ``update`` API for both arm models.
 
     Two arm models:
@@ -601,16 +600,21 @@ class Policy(nn.Module):
         self._invalidate_caches()
         return None
 
+    _file_format, _file_kind, _file_version = FORMAT, "policy", FORMAT_VERSION
+    _file_readable, _file_unchecked, _file_classes = READABLE_VERSIONS, ("1",), _REGISTRY
+
+    def _file_config(self) -> dict[str, Any]:
+        return self._config
+
+    def _file_state(self) -> dict[str, torch.Tensor]:
+        return dict(self.state_dict())
+
+    def _file_metadata(self) -> dict[str, str]:
+        return {"dtype": str(self.dtype).removeprefix("torch.")}
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the policy (class, constructor arguments, state) to ``path``, pickle-free and atomically."""
-        meta = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "class": type(self).__name__,
-            "config": json.dumps(self._config),
-            "dtype": str(self.dtype).removeprefix("torch."),
-        }
-        write_tensors(path, dict(self.state_dict()), meta)
+        self._save_file(path)
 
     @classmethod
     def load(
@@ -638,27 +642,13 @@ class Policy(nn.Module):
             BackendUnavailableError: ``device`` is one this machine cannot use (``"cuda"`` without CUDA).
         """
         where = f"{cls.__name__}.load()"
-        tensors, meta = read_tensors(path, where, require_checksum=lambda m: m.get("format_version") != "1")
-        if meta.get("format") != FORMAT:
-            raise InvalidInputError(f"{where}: {os.fspath(path)!r} is not a banditlib policy file.")
-        if meta.get("format_version") not in READABLE_VERSIONS:
-            raise InvalidInputError(
-                f"{where}: unsupported file format version {meta.get('format_version')!r}; "
-                f"this banditlib reads versions {list(READABLE_VERSIONS)}."
-            )
-        target = _REGISTRY.get(meta.get("class", ""))
-        if target is None or not issubclass(target, cls):
-            raise InvalidInputError(f"{where}: the file holds a {meta.get('class')!r}, not a {cls.__name__}.")
-        try:
-            config = parse_json(meta["config"], "the constructor arguments")
-        except (KeyError, ValueError):
-            raise InvalidInputError(f"{where}: the file's constructor arguments are unreadable.") from None
-        if not isinstance(config, dict):
-            raise InvalidInputError(f"{where}: the file's constructor arguments are unreadable.")
+        saved = cls._read_file(path, where)
+        config = saved.config
         if backend is not None:
             config["backend"] = V.check_backend(backend, where)
-        policy = build_for_state(target, config, meta.get("dtype", "float32"), device, tensors, where)
-        policy.load_state_dict(tensors)
+        dtype = saved.metadata.get("dtype", "float32")
+        policy = build_for_state(saved.target, config, dtype, device, saved.tensors, where)
+        policy.load_state_dict(saved.tensors)
         return policy
 
     def extra_repr(self) -> str:
