@@ -34,7 +34,7 @@ ENTRY = re.compile(r"\*{0,2}(\w+)(?: \([^)]*\))?:(?:\s|$)")
 
 
 def _modules() -> list[str]:
-    names = ["banditlib", "banditlib.offline"]
+    names = ["banditlib", "banditlib.offline", "banditlib.distributed"]
     for info in pkgutil.walk_packages(banditlib.adapters.__path__, "banditlib.adapters."):
         if not any(part.startswith("_") for part in info.name.split(".")):
             names.append(info.name)
