@@ -5,7 +5,8 @@ One generation round of a data-parallel GRPO run goes through three steps here:
 
 1. `build_global_batch` gathers every rank's rows into one
    [`RolloutBatch`][banditlib.adapters.rlvr.RolloutBatch], identical on every rank, with the answer ids of
-   `answer_ids` built from the gathered completions and the gradient sketches of `lm_head_sketch`;
+   `answer_ids` built from the gathered completions (and the gradient sketches of
+   `banditlib.adapters._trl_sketch.lm_head_sketch`);
 2. `schedule_round` lets the scheduler observe and schedule that batch; every rank holds an identical
    scheduler (same seed, same inputs), so the decisions and the statistics agree without further
    communication and equal those of one process that saw all the rows (docs/rlvr.md, "Several processes");
@@ -24,7 +25,6 @@ from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from banditlib.errors import InvalidInputError
 
@@ -36,25 +36,29 @@ __all__ = [
     "answer_ids",
     "build_global_batch",
     "default_answer_fn",
+    "finite_on_mask",
     "fit_width",
     "gather_rows",
-    "lm_head_sketch",
+    "masked_row_mean",
     "rank_rows",
     "round_up",
     "schedule_round",
     "training_rows",
 ]
 
-# Per-row tensors carried in a RolloutBatch payload (ref log-probs only when the KL term is on). Prompts are
-# stored reversed, so their left padding becomes right padding: the buffer right-pads rows of different rounds
-# to a common width, and a reversed prompt survives that unchanged.
-PAYLOAD_KEYS = ("prompt_ids_rev", "prompt_mask_rev", "completion_ids", "completion_mask", "ref_per_token_logps")
+# Per-row tensors carried in a RolloutBatch payload, stored with the row and handed back unchanged when it is
+# replayed: ref log-probs when the KL term is on; with vLLM, the sampler's log-probs and TRL's importance-sampling
+# ratio pi_old / pi_sampler (both fixed by the round that generated the row). Prompts are stored reversed, so
+# their left padding becomes right padding: the buffer right-pads rows of different rounds to a common width,
+# and a reversed prompt survives that unchanged.
+PAYLOAD_KEYS = ("prompt_ids_rev", "prompt_mask_rev", "completion_ids", "completion_mask", "ref_per_token_logps",
+                "sampling_per_token_logps", "importance_sampling_ratio")  # fmt: skip
+# Payload keys that may hold one column per row instead of one per token (TRL's sequence-level ratio, (n, 1)).
+ROW_COLUMNS = ("importance_sampling_ratio",)
 # Loss types that divide by a count of rows rather than of tokens: padding rows would shrink every row's weight.
 ROW_NORMALISED_LOSSES = ("grpo", "dr_grpo")
 # default_answer_fn: the longest text returned as the answer when it holds neither \boxed{} nor a number.
 SHORT_ANSWER_CHARS = 32
-# lm_head_sketch: logits computed per tile of at most this many (token, vocabulary) entries (16 MiB float32).
-SKETCH_TILE_ELEMENTS = 1 << 22
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?")
 _BOXED = "\\boxed{"
 
@@ -92,6 +96,28 @@ def fit_width(t: torch.Tensor, width: int, value: float, *, left: bool) -> torch
         return t[:, w - width :] if left else t[:, :width]
     pad = t.new_full((t.shape[0], width - w), value)
     return torch.cat([pad, t] if left else [t, pad], dim=1)
+
+
+def masked_row_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``(n,)`` float32 mean of each row of ``values`` ``(n, C)`` over its ``mask`` (0 for a row without any).
+
+    Masked-out entries are never read, so they may hold anything (NaN included). The mean token entropy is
+    ``masked_row_mean(entropies, mask)``; its sampled-token estimate is ``masked_row_mean(-logps, mask)``, as
+    ``E_{y ~ pi}[-log pi(y)] = H(pi)`` at every position.
+    """
+    keep = mask.bool()
+    total = torch.where(keep, values.float(), 0.0).sum(1)
+    return total / keep.sum(1).clamp(min=1).float()
+
+
+def finite_on_mask(values: torch.Tensor, mask: torch.Tensor) -> bool:
+    """Whether every entry of ``values`` ``(n, C)`` under ``mask`` is finite on every rank (vLLM reports NaN for
+    a token it cannot score). All ranks get the same answer, so they take the same path (a forward pass of a
+    sharded model is collective)."""
+    ok = torch.isfinite(values[mask.bool()]).all().to(torch.int32).reshape(1)
+    if _world()[1] > 1:
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    return bool(ok)
 
 
 def _last_boxed(text: str) -> str | None:
@@ -178,89 +204,6 @@ def answer_ids(texts: Sequence[str], answer_fn: Callable[[str], Hashable | None]
     return torch.tensor(out, dtype=torch.long)
 
 
-def lm_head_sketch(
-    hidden: torch.Tensor,
-    tokens: torch.Tensor,
-    mask: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    left: torch.Tensor,
-    right: torch.Tensor,
-    *,
-    temperature: float = 1.0,
-    logit_scale: float = 1.0,
-    softcap: float | None = None,
-    tile_elements: int = SKETCH_TILE_ELEMENTS,
-) -> torch.Tensor:
-    """Sketches ``L^T G_i R`` of each rollout's LM-head weight gradient ``G_i``, from hidden states alone.
-
-    ``G_i`` is the gradient of rollout ``i``'s mean token log-prob ``(1 / T_i) sum_t log pi(y_t)`` with
-    respect to the head's weight ``W`` ``(V, H)``, for the head TRL's fused kernel computes: logits
-    ``z = f(s (W h + b)) / tau`` with ``f`` the identity or ``c tanh(. / c)`` (final-logit softcapping), so
-    ``G_i = (1 / T_i) sum_t ((e_{y_t} - p_t) * f'(.) s / tau) h_t^T``. Without softcapping and with ``s = 1``
-    this is [`banditlib.adapters.rlvr.influence.head_sketch`][banditlib.adapters.rlvr.influence.head_sketch] on
-    ``softmax(z)``, computed without materialising ``(N, T, V)`` probabilities: the real tokens are processed in tiles
-    of at most ``tile_elements / V`` tokens, each costing one head projection (``V H`` multiply-adds per token), the
-    thin products ``delta L`` and ``h R`` (``V k1 + H k2``) and an outer product (``k1 k2``).
-
-    Args:
-        hidden: ``(n, T, H)`` the head's inputs at the positions that predict each completion token.
-        tokens: ``(n, T)`` int64 completion tokens.
-        mask: ``(n, T)`` the tokens that count (the loss's completion mask); a row without any gets zeros.
-        weight: ``(V, H)`` the head's weight.
-        bias: ``(V,)`` the head's bias, or None.
-        left: ``(V, k1)``, the fixed left projection
-            ([`sketch_matrices`][banditlib.adapters.rlvr.influence.sketch_matrices]).
-        right: ``(H, k2)``, the fixed right projection.
-        temperature: ``tau``, the sampling temperature (TRL's ``temperature``).
-        logit_scale: ``s``, the model's logit multiplier (1 for most models).
-        softcap: ``c``, the model's final-logit softcapping, or None.
-        tile_elements: at most this many logits per tile (memory: about three float32 tiles).
-
-    Returns:
-        ``(n, k1 k2)`` float32 on ``hidden``'s device.
-    """
-    n = hidden.shape[0]
-    vocab, k1, k2 = weight.shape[0], left.shape[1], right.shape[1]
-    device = hidden.device
-    out = torch.zeros(n, k1, k2, dtype=torch.float32, device=device)
-    keep = mask.to(device).bool()
-    where = torch.nonzero(keep)  # (M, 2) (row, position) of the real tokens
-    if where.shape[0] == 0:
-        return out.flatten(1)
-    row_scale = 1.0 / keep.sum(1).clamp_min(1).to(torch.float32)
-    L, R = left.to(device, torch.float32), right.to(device, torch.float32)
-    W = weight.to(device)
-    b = None if bias is None else bias.to(device)
-    h_all, y_all = hidden[keep], tokens.to(device)[keep].long()
-    step = max(1, tile_elements // max(vocab, 1))
-    with torch.autocast(device.type, enabled=False):  # float32 (logits in the head's dtype), whatever the caller's
-        for s in range(0, where.shape[0], step):
-            _sketch_tile(out, h_all[s : s + step], y_all[s : s + step], where[s : s + step, 0], row_scale, W, b, L, R,
-                         temperature, logit_scale, softcap)  # fmt: skip
-    return out.flatten(1)
-
-
-def _sketch_tile(
-    out: torch.Tensor, h: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, row_scale: torch.Tensor,
-    W: torch.Tensor, b: torch.Tensor | None, L: torch.Tensor, R: torch.Tensor, temperature: float,
-    logit_scale: float, softcap: float | None,
-) -> None:  # fmt: skip
-    """Add one tile of ``m`` tokens (hidden ``h`` ``(m, H)``, tokens ``y``, their ``rows``) to ``out``."""
-    u = F.linear(h.to(W.dtype), W, None if b is None else b.to(W.dtype)).float() * logit_scale
-    if softcap:
-        th = torch.tanh(u / softcap)
-        z = th * (softcap / temperature)
-        slope: torch.Tensor | float = (1.0 - th * th) * (logit_scale / temperature)
-    else:
-        z, slope = u / temperature, logit_scale / temperature
-    delta = torch.softmax(z, dim=-1).neg_()
-    delta[torch.arange(y.shape[0], device=y.device), y] += 1.0
-    dl = (delta.mul_(slope) @ L) * row_scale[rows, None]  # (m, k1)
-    hr = h.float() @ R  # (m, k2)
-    out.index_add_(0, rows, dl[:, :, None] * hr[:, None, :])
-
-
 def _world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -301,8 +244,9 @@ def build_global_batch(
     Args:
         local: this rank's ``n`` rows: ``prompt_ids``/``prompt_mask`` ``(n, P)`` int64 (left
             padded), ``completion_ids``/``completion_mask`` ``(n, C)`` int64 (right padded), ``logprobs``
-            ``(n, C)`` float32 behaviour log-probs, optionally ``ref_per_token_logps`` ``(n, C)`` and ``grad``
-            ``(n, k)`` float32 gradient sketches, and ``advantage``, ``entropy``, ``length`` ``(n,)`` float32
+            ``(n, C)`` float32 behaviour log-probs, optionally ``ref_per_token_logps`` and
+            ``sampling_per_token_logps`` ``(n, C)``, ``importance_sampling_ratio`` ``(n, C)`` or ``(n, 1)`` and
+            ``grad`` ``(n, k)`` float32 gradient sketches, and ``advantage``, ``entropy``, ``length`` ``(n,)`` float32
             (``length``: the generated token count) and ``truncated`` ``(n,)`` bool.
         reward: ``(N,)`` float32 rewards of all ``N = n * world_size`` rows in rank order (TRL gathers them).
         num_generations: ``G``; consecutive runs of ``G`` global rows share a prompt (TRL's sampler order).
@@ -385,8 +329,9 @@ def training_rows(
     Returns:
         ``(rows, n_fresh, n_replay)``: name -> ``(R_pad, ...)`` tensor on CPU (``prompt_ids``, ``prompt_mask``,
         ``completion_ids``, ``completion_mask``, ``old_per_token_logps``, ``advantages``, ``length`` and
-        ``ref_per_token_logps`` when present; fresh rows first, then replayed, then padding) and the numbers
-        of fresh and replayed rows kept (``R = n_fresh + n_replay``).
+        ``ref_per_token_logps``, ``sampling_per_token_logps``, ``importance_sampling_ratio`` when present;
+        fresh rows first, then replayed, then padding) and the numbers of fresh and replayed rows kept
+        (``R = n_fresh + n_replay``).
 
     Raises:
         InvalidInputError: a negative or non-finite weight, or rows without ``logprobs``.
@@ -438,7 +383,8 @@ def rank_rows(
     """Rank ``rank``'s share of the global rows (every ``world``-th row), cut to the widths its rows use.
 
     The prompt keeps the columns any row attends to (left padding), the completion the longest row's tokens
-    (right padding), each rounded up to ``pad_to_multiple_of`` as TRL does.
+    (right padding), each rounded up to ``pad_to_multiple_of`` as TRL does; a per-row column (a
+    sequence-level importance-sampling ratio, ``(n, 1)``) is kept as it is.
     """
     mine = {k: v[rank::world] for k, v in rows.items()}
     p = round_up(max(int(mine["prompt_mask"].sum(1).max()), 1), pad_to_multiple_of)
@@ -449,7 +395,7 @@ def rank_rows(
     for k, v in mine.items():
         if k.startswith("prompt_"):
             out[k] = fit_width(v, min(p, v.shape[1]), 0, left=True)
-        elif v.dim() == 2:
+        elif v.dim() == 2 and not (k in ROW_COLUMNS and v.shape[1] == 1):
             out[k] = fit_width(v, c, 0, left=False)
         else:
             out[k] = v

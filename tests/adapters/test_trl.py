@@ -21,6 +21,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from trl import GRPOConfig
 
 from banditlib.adapters import _trl_batch as tb
+from banditlib.adapters._trl_sketch import lm_head_sketch
 from banditlib.adapters.rlvr import (
     ConsistencyFilter,
     DynamicSamplingFilter,
@@ -343,7 +344,7 @@ def test_checkpoint_resume_continues_identically(tmp_path: Path, name: str) -> N
 
 @pytest.mark.parametrize(
     ("kw", "match"),
-    [({"loss_type": "cispo"}, "loss_type"), ({"loss_type": "sapo"}, "loss_type"), ({"use_vllm": True}, "use_vllm")],
+    [({"loss_type": "cispo"}, "loss_type"), ({"loss_type": "sapo"}, "loss_type")],
 )
 def test_unsupported_configurations_fail_at_construction(tmp_path: Path, kw: dict[str, Any], match: str) -> None:
     with pytest.raises(InvalidInputError, match=match):
@@ -612,7 +613,7 @@ def test_lm_head_sketch_matches_head_sketch_and_autograd() -> None:
     mask[0, 3:] = False
     mask[2] = False  # no real token: a zero sketch
     L, R = sketch_matrices(vocab, h_dim, 4, 4, seed=0)
-    got = tb.lm_head_sketch(h, y, mask, w, b, L, R, temperature=tau, tile_elements=2 * vocab)  # 2 tokens a tile
+    got = lm_head_sketch(h, y, mask, w, b, L, R, temperature=tau, tile_elements=2 * vocab)  # 2 tokens a tile
     want = head_sketch(h, ((h @ w.T + b) / tau).softmax(-1), y, mask, L, R, temperature=tau)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
     assert float(got[2].abs().sum()) == 0.0 and float(got[0].abs().sum()) > 0
@@ -624,12 +625,12 @@ def test_lm_head_sketch_matches_head_sketch_and_autograd() -> None:
     mean = (logp * m).sum(1) / m.sum(1).clamp(min=1)
     want = torch.stack([(L.T @ torch.autograd.grad(mean[i], wg, retain_graph=True)[0] @ R).flatten()
                         for i in range(2)])  # fmt: skip
-    got = tb.lm_head_sketch(h, y, mask, w, b, L, R, temperature=tau, logit_scale=0.5, softcap=3.0,
+    got = lm_head_sketch(h, y, mask, w, b, L, R, temperature=tau, logit_scale=0.5, softcap=3.0,
                             tile_elements=3 * vocab)  # fmt: skip
     torch.testing.assert_close(got[:2], want, atol=1e-5, rtol=1e-4)
     # Under bf16 autocast (TRL's default on CPU too) the sketch is still computed in float32.
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        again = tb.lm_head_sketch(h, y, mask, w, b, L, R, temperature=tau, logit_scale=0.5, softcap=3.0)
+        again = lm_head_sketch(h, y, mask, w, b, L, R, temperature=tau, logit_scale=0.5, softcap=3.0)
     torch.testing.assert_close(again, got, atol=1e-6, rtol=1e-5)
 
 
