@@ -69,7 +69,8 @@ def reduce_increments(
     view: View, group: Any, world: int, device: torch.device
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """The reduced source entries (float64 / int64), and the ranks' failure flags of a second round, if any."""
-    assert view.base is not None  # inspect_policy captured one for every reducible policy
+    if view.base is None:  # inspect_policy captures one for every reducible policy: a bug if missing
+        raise StateError("all_reduce_(): internal error: no synced starting state was captured for this policy.")
     state, base, plan = view.state, view.base.tensors, view.plan
     f64 = torch.float64
     floats = [n for n, kind in plan.items() if kind in (SUM, MEAN)]
@@ -113,7 +114,8 @@ def refit_union(
     """NeuralLin*'s ``A = reg I + sum phi phi^T``, ``b = sum phi r`` over the union of the ranks' histories, under
     the averaged network (what the policy's own refit computes over one history)."""
     policy = view.policy
-    assert isinstance(policy, _NeuralLinear)
+    if not isinstance(policy, _NeuralLinear):  # only NeuralLin* policies are rebuilt from histories
+        raise StateError(f"all_reduce_(): internal error: {type(policy).__name__} has no history refit.")
     q = policy.A_.shape[0]
     failed = 0
     try:
