@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  := torch==2.13.0
 
-.PHONY: demo test lint typecheck unit docs docs-check bench clean
+.PHONY: demo test lint typecheck unit docs verl docs-check bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ $(VENV)/.test-installed: pyproject.toml | $(PY)
 demo: $(VENV)/.demo-installed
 	$(VENV)/bin/banditlib demo --out demo-results
 
-test: $(VENV)/.test-installed lint typecheck unit docs
+test: $(VENV)/.test-installed lint typecheck unit docs verl
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check banditlib adapters tests benchmarks examples tools
@@ -39,6 +39,31 @@ unit: $(VENV)/.test-installed
 
 docs: $(VENV)/.test-installed
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir $$(mktemp -d)
+
+# verl in a venv of its own (part of `make test`): verl 0.9.1 pins transformers < 5.11, while TRL in .venv needs a
+# newer one. verl and TransferQueue go in without their dependency lists (ray[default], wandb, tensorboard, the
+# vLLM/SGLang/FSDP extras); VERL_DEPS is what verl.protocol and verl's V1 trainer modules import, pinned as tested.
+# The tests run with BANDITLIB_REQUIRE_VERL=1, so a verl that does not import fails them instead of skipping.
+# After removing or downgrading a pin: rm -rf .venv-verl.
+VERL_VENV  := .venv-verl
+VERL_PY    := $(VERL_VENV)/bin/python
+VERL_PKGS  := verl==0.9.1 TransferQueue==0.1.11
+VERL_DEPS  := $(TORCH) tensordict==0.10.0 transformers==5.10.4 ray==2.58.0 hydra-core==1.3.8 omegaconf==2.3.1 \
+              codetiming==1.4.0 pyzmq==27.3.0 msgspec==0.23.0 psutil==7.2.2 prometheus_client==0.26.0 pillow==13.0.0 \
+              datasets==5.2.0 cachetools==8.0.2 fastapi==0.165.0 uvicorn==0.54.0 torchdata==0.11.0 peft==0.21.2 \
+              aiohttp==3.14.5 'scipy>=1.10' 'safetensors>=0.4.4,<1' 'pytest>=8'
+VERL_TESTS := tests/adapters/test_verl_real.py tests/adapters/test_verl_openrlhf.py \
+              banditlib/adapters/verl.py banditlib/adapters/_verl_sampler.py
+
+$(VERL_VENV)/.installed: pyproject.toml
+	test -x $(VERL_PY) || $(PYTHON) -m venv $(VERL_VENV)
+	$(VERL_PY) -m pip install --quiet --no-compile $(VERL_DEPS)
+	$(VERL_PY) -m pip install --quiet --no-compile --no-deps $(VERL_PKGS)
+	$(VERL_PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+verl: $(VERL_VENV)/.installed
+	BANDITLIB_REQUIRE_VERL=1 RAY_USAGE_STATS_ENABLED=0 $(VERL_PY) -m pytest -q -p no:cacheprovider $(VERL_TESTS)
 
 # Not part of `make test`: builds the site afresh, loads every page in headless Chromium (Debian's chromium and
 # chromium-driver, installed when missing) and fails on console errors, failed or off-site requests, unrendered
@@ -59,4 +84,4 @@ bench: $(VENV)/.test-installed
 	$(PY) benchmarks/bench_linear.py
 
 clean:
-	rm -rf $(VENV) demo-results site build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VERL_VENV) demo-results site build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

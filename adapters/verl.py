@@ -1,7 +1,15 @@
-"""Rollout scheduling over verl's ``DataProto``: two thin functions around `banditlib.adapters.rlvr`.
+"""verl: a replay-buffer hook for verl's V1 trainer, and two thin functions over ``DataProto``, all around
+`banditlib.adapters.rlvr`.
 
-verl keeps a step's rollouts in a ``DataProto``: ``batch`` (a TensorDict of ``(B, ...)`` tensors:
-``responses``, ``response_mask``, ``old_log_probs``, ``advantages``, ``token_level_scores``, ...),
+**The trainer hook** (verl 0.9, ``trainer.use_v1=True``, verl's default):
+[`BanditReplayBuffer`][banditlib.adapters.verl.BanditReplayBuffer] is a ``trainer.v1.sampler.custom_sampler``:
+verl asks it for each step's batch of finished rollouts (in TransferQueue) and a banditlib scheduler decides
+which of them the step trains on; [`BanditCheckpointCallback`][banditlib.adapters.verl.BanditCheckpointCallback]
+(``trainer.checkpoint_callback_class``) saves the scheduler with each checkpoint. See ``docs/verl.md``.
+
+**The functions**, for code that holds a step's ``DataProto`` (the legacy ``RayPPOTrainer.fit`` loop, or a
+trainer subclass): verl keeps a step's rollouts in a ``DataProto``: ``batch`` (a TensorDict of ``(B, ...)``
+tensors: ``responses``, ``response_mask``, ``old_log_probs``, ``advantages``, ``token_level_scores``, ...),
 ``non_tensor_batch`` (numpy arrays, ``uid`` = the prompt's group id) and ``meta_info``. Call, after
 ``compute_advantage`` and before the actor update::
 
@@ -14,7 +22,9 @@ Selection either removes rows (``DataProto.select_idxs``) or, with ``use_weights
 and writes per-token ``rollout_is_weights`` (0 for unselected rows), which verl multiplies into the policy
 loss. Replayed rows are rebuilt from the payload (every tensor of ``data.batch``; verl pads prompts and
 responses to fixed widths, so rows of different steps line up) with their stored ``old_log_probs``.
-Nothing here imports verl: the functions use only the attributes and methods named above.
+
+Importing this module imports neither verl nor TransferQueue: the functions use only the attributes and
+methods named above, and the hook imports verl's ``ReplayBuffer`` when it is built.
 """
 
 from __future__ import annotations
@@ -26,9 +36,16 @@ import torch
 
 from banditlib.errors import InvalidInputError
 
+from ._verl_sampler import STATE_FILE, BanditCheckpointCallback, BanditReplayBuffer
 from .rlvr.batch import RolloutBatch
 
-__all__ = ["apply_schedule_to_dataproto", "rollout_batch_from_dataproto"]
+__all__ = [
+    "STATE_FILE",
+    "BanditCheckpointCallback",
+    "BanditReplayBuffer",
+    "apply_schedule_to_dataproto",
+    "rollout_batch_from_dataproto",
+]
 
 
 def _response_mask(batch: Any) -> torch.Tensor:

@@ -105,6 +105,7 @@ class Scheduler(Persistent):
 
     name: str = "scheduler"
     uses_probe: bool = False  # whether the scheduler reads a trusted `probe` batch (trainers skip building one)
+    replays: bool = False  # whether its schedules may replay buffered rollouts (hooks that only select refuse it)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

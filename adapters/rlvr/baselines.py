@@ -243,6 +243,7 @@ class RecencyReplay(Scheduler):
     """
 
     name = "recency"
+    replays = True
 
     def __init__(self, reuse: int | None = None, buffer_rounds: int = 4, *, max_buffer_rollouts: int | None = None):
         super().__init__()

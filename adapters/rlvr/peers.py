@@ -136,6 +136,7 @@ class PriorityReplay(Scheduler):
     """
 
     name = "priority-replay"
+    replays = True
 
     def __init__(
         self, replay_ratio: float = 0.5, alpha: float = 0.5, max_age: int = 10, seed: int = 0, *,

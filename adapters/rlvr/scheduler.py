@@ -287,6 +287,11 @@ class RolloutScheduler(Scheduler):
         return isinstance(self.label, InfluenceLabel) and self.label.probe != "next"
 
     @property
+    def replays(self) -> bool:  # type: ignore[override]
+        """Whether schedules may replay buffered rollouts: modes ``"global"`` and ``"both"``."""
+        return self.mode != "group"
+
+    @property
     def keep_fraction(self) -> float | None:
         """The per-group fraction of a [`TopFraction`][banditlib.adapters.rlvr.TopFraction] rule (``None`` for other
         rules)."""

@@ -1,6 +1,7 @@
-"""The verl and OpenRLHF functions: against verl's real ``DataProto`` when verl is installed (it pins
-transformers below 5.11, so not next to TRL), else against a stand-in with the same methods; against an
-OpenRLHF-style ``Experience`` stand-in with the real field names."""
+"""The verl and OpenRLHF functions: against verl's real ``DataProto`` when verl is installed (``make verl``'s
+.venv-verl: it pins transformers below 5.11, so not next to TRL), else against a stand-in with the same
+methods; the verl sampler's own rules against stand-ins for verl's ``ReplayBuffer`` and TransferQueue (verl
+itself in ``test_verl_real.py``); against an OpenRLHF-style ``Experience`` stand-in with the real field names."""
 
 from __future__ import annotations
 
@@ -183,3 +184,57 @@ def test_answer_ids_pass_through_to_the_default_scheduler() -> None:
     assert sum(x.sequences.shape[0] for x in out) == 8  # nothing learned yet: every row is kept
     with pytest.raises(InvalidInputError, match="`answer` must have shape"):
         rollout_batch_from_experiences(exps, n_samples_per_prompt=G, round=1, answer=ids[:3])
+
+
+@dataclasses.dataclass
+class _KVBatchMeta:
+    """Stand-in for ``transfer_queue.KVBatchMeta`` (the fields the sampler uses)."""
+
+    keys: list[str]
+    tags: list[dict[str, Any]]
+    partition_id: str = "train"
+
+
+def _sampler(scheduler: Any, cleared: list[str]) -> Any:
+    from types import SimpleNamespace
+
+    from banditlib.adapters.verl import BanditReplayBuffer
+
+    keys = [f"p{g}_{s}_0" for g in range(2) for s in range(G)]
+    scores = torch.zeros(B, T)
+    scores[:, -1] = (torch.arange(B) % 2).float()  # every group half solved
+    fields = {"response_mask": torch.ones(B, T, dtype=torch.long), "rm_scores": scores}
+    store = SimpleNamespace(kv_batch_get=lambda keys, partition_id, select_fields: fields,
+                            kv_clear=lambda keys, partition_id: cleared.extend(keys))
+    base = SimpleNamespace(sample=lambda global_steps, partition_id, batch_size: (_KVBatchMeta(keys, [{}] * B), {}),
+                           poll_interval=2.0)
+    return BanditReplayBuffer(scheduler=scheduler, base=base, store=store, sampler_kwargs={"answer_key": None})
+
+
+def test_sampler_keeps_everything_when_the_schedule_is_empty_and_says_so() -> None:
+    from banditlib.adapters.rlvr import ThresholdScheduler
+
+    cleared: list[str] = []
+    buf = _sampler(ThresholdScheduler(min_reward=2.0), cleared)  # no reward reaches 2: nothing kept
+    meta, metrics = buf.sample(global_steps=1, partition_id="train", batch_size=2)
+    assert len(meta.keys) == B and not cleared and metrics["training/bandit/empty_schedule"] == 1
+    assert buf.poll_interval == 2.0 and buf.rounds_ == 1
+
+
+@pytest.mark.filterwarnings("ignore:RolloutScheduler. the batch has no .answer. ids")
+def test_sampler_rejects_what_it_cannot_pass_to_verl() -> None:
+    from banditlib.adapters.rlvr import SoftWeights
+    from banditlib.adapters.verl import BanditReplayBuffer
+
+    buf = _sampler(RolloutScheduler(mode="group", rule=SoftWeights(threshold=10.0, width=20.0), seed=0), [])
+    with pytest.raises(InvalidInputError, match="weights rollouts"):
+        buf.sample(global_steps=1, partition_id="train", batch_size=2)
+    for bad, match in [({"mode": "async"}, "trainer_mode=sync"), ({"sampler_kwargs": {"seed": 0}}, "unknown keys"),
+                       ({"sampler_kwargs": {"scheduler": "RolloutBatch"}}, "scheduler class"),
+                       ({"sampler_kwargs": {"max_response_length": 0}}, "positive integer"),
+                       ({"scheduler": RecencyReplay()}, "replays rollouts"),
+                       ({"scheduler": RolloutScheduler(seed=0)}, "replays rollouts")]:  # fmt: skip
+        kwargs = {"base": object(), "store": object(), **bad}
+        mode = kwargs.pop("mode", "sync")
+        with pytest.raises(InvalidInputError, match=match):
+            BanditReplayBuffer(mode, **kwargs)
