@@ -49,9 +49,16 @@ TRAINED: dict[str, tuple[str, dict[str, Any], bool]] = {
     "NeuralLinTS": ("NeuralLinTS", {**_NEURAL, **_TRAIN, "arms": ARMS}, False),
     "EENet": ("EENet", {**_NEURAL, **_TRAIN, "explore_hidden": (4,), "decision": "neural", "decision_warmup": 5}, True),
 }
+# forgetting: every rank makes the same rounds between syncs; at round t rank r learns from row t * world + r
+GAMMA = 0.8
+FORGET_PHASES = ((0, 5), (5, 9))  # rounds between the syncs
+FORGET: dict[str, tuple[str, dict[str, Any], bool]] = {
+    "LinUCB-forget-shared": ("LinUCB", {"dim": DIM, "alpha": 0.7, "forget": GAMMA, "dtype": F64}, True),
+    "LinTS-forget-disjoint": ("LinTS", {"dim": DIM, "arms": ARMS, "forget": GAMMA, "reg": 2.0, "dtype": F64}, False),
+}
 SUITES = {
-    "two": (list(RIDGE), list(FROZEN), list(TRAINED), True),
-    "three": (["LinUCB-disjoint", "LinTS-shared"], ["NeuralUCB-diag"], ["NeuralUCB"], True),
+    "two": (list(RIDGE) + list(FORGET), list(FROZEN), list(TRAINED), True),
+    "three": (["LinUCB-disjoint", "LinTS-shared", *FORGET], ["NeuralUCB-diag"], ["NeuralUCB"], True),
 }
 
 
@@ -83,6 +90,11 @@ def rows_of(rank: int, world: int, phase: int) -> list[int]:
     """The rows rank ``rank`` updates on in ``phase`` (interleaved: uneven slices when world does not divide)."""
     start, stop = PHASES[phase]
     return list(range(start, stop))[rank::world]
+
+
+def forget_rows(rank: int, world: int, phase: int) -> list[int]:
+    """The rows rank ``rank`` learns from in ``phase`` of the forgetting runs: one per round."""
+    return [t * world + rank for t in range(*FORGET_PHASES[phase])]
 
 
 def feed(policy: banditlib.Policy, shared: bool, rows: list[int]) -> None:
@@ -125,10 +137,10 @@ def run(suite: str, rank: int, world: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     last = world - 1
     for name in ridge:
-        spec = RIDGE[name]
+        spec = {**RIDGE, **FORGET}[name]
         policy = make(spec, seed_of(rank))
         for phase in range(len(PHASES)):
-            feed(policy, spec[2], rows_of(rank, world, phase))
+            feed(policy, spec[2], (forget_rows if name in FORGET else rows_of)(rank, world, phase))
             assert all_reduce_(policy) is policy
         out[name] = {"state": _snapshot(policy), **_selection(policy, spec[2])}
     for name in frozen:
@@ -182,8 +194,12 @@ def bad_inputs(rank: int, world: int, last: int) -> dict[str, Any]:
     policy = fed(make(("LinUCB", ucb, False), seed_of(rank)))
     thing: Any = torch.nn.Linear(2, 2) if rank == last else policy
     out["bad-not-policy"] = _attempt(policy, lambda: all_reduce_(thing))
-    policy = fed(make(("LinUCB", {**ucb, "forget": 0.9}, False), seed_of(rank)))
-    out["bad-forget"] = _attempt(policy, lambda: all_reduce_(policy))
+    # forgetting, and the last rank made one round more than the others since the last sync
+    policy = make(("LinUCB", {**ucb, "forget": 0.9}, False), seed_of(rank))
+    feed(policy, False, forget_rows(rank, world, 0))
+    all_reduce_(policy)
+    feed(policy, False, forget_rows(rank, world, 1)[: 3 + (rank == last)])
+    out["bad-rounds"] = _attempt(policy, lambda: all_reduce_(policy))
     # neural policies built with different seeds and never broadcast: different initial networks
     neural = fed(make(FROZEN["NeuralUCB-diag"], seed_of(rank)), shared=True)
     out["bad-base"] = _attempt(neural, lambda: all_reduce_(neural))

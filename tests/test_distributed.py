@@ -82,6 +82,8 @@ def _selected_like(ref: banditlib.Policy, seen: dict[str, Any], shared: bool) ->
 def test_ridge_policies_equal_one_process_that_saw_all_the_data(group: tuple[int, list[dict[str, Any]]]) -> None:
     world, ranks = group
     for name in W.SUITES[{2: "two", 3: "three"}[world]][0]:
+        if name in W.FORGET:
+            continue  # test_forgetting_equals_one_process_whose_rounds_hold_every_ranks_rows
         spec = W.RIDGE[name]
         one = W.make(spec, seed=0)
         W.feed(one, spec[2], list(range(W.PHASES[-1][1])))
@@ -103,6 +105,54 @@ def test_ridge_policies_equal_one_process_that_saw_all_the_data(group: tuple[int
             sel = _selected_like(one, seen[name], spec[2])
             torch.testing.assert_close(seen[name]["scores"], sel.scores, rtol=tol, atol=tol)
             assert torch.equal(seen[name]["actions"], sel.actions), (name, rank)
+
+
+def _forgetting_reference(world: int, shared: bool, cfg: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``A``, ``b`` of discounted ridge regression, round by round in float64: every model discounted toward the
+    prior, ``A <- gamma A + (1 - gamma) reg I``, ``b <- gamma b``, then every rank's row of the round added."""
+    x, a, r = W.data(shared)
+    reg, gamma, M = cfg.get("reg", 1.0), cfg["forget"], 1 if shared else W.ARMS
+    eye = torch.eye(W.DIM, dtype=torch.float64)
+    A, b = reg * eye.repeat(M, 1, 1), torch.zeros(M, W.DIM, dtype=torch.float64)
+    for t in range(W.FORGET_PHASES[-1][1]):
+        A, b = gamma * A + (1 - gamma) * reg * eye, gamma * b
+        for i in range(t * world, (t + 1) * world):
+            m, v = (0, x[i, a[i, 0]]) if shared else (int(a[i, 0]), x[i])
+            A[m] += torch.outer(v, v)
+            b[m] += r[i, 0] * v
+    return A, b
+
+
+def test_forgetting_equals_one_process_whose_rounds_hold_every_ranks_rows(
+    group: tuple[int, list[dict[str, Any]]],
+) -> None:
+    """With ``forget < 1`` and the same rounds on every rank, each rank ends with the discounted statistics of one
+    process whose round ``t`` learned every rank's row ``t``: against the float64 recurrence, and for the shared
+    model against a real process that made those rounds (one ``update`` row of all the ranks' arms per round)."""
+    world, ranks = group
+    x, a, r = W.data(True)
+    for name, spec in W.FORGET.items():
+        A, b = _forgetting_reference(world, spec[2], spec[1])
+        rounds = W.FORGET_PHASES[-1][1]
+        for rank, seen in enumerate(ranks):
+            got = seen[name]["state"]
+            assert _rel(got["A_"], A) <= 1e-12 and _rel(got["b_"], b) <= 1e-12, (name, rank)
+            theta = torch.linalg.solve(A, b.unsqueeze(-1)).squeeze(-1)
+            assert _rel(got["theta_"], theta) <= 1e-10, (name, rank)
+            assert int(got["n_rounds_"]) == rounds and int(got["n_updates_"].sum()) == rounds * world
+            for key, value in got.items():
+                if key not in LOCAL:
+                    assert torch.equal(value, ranks[0][name]["state"][key]), (name, rank, key)
+        if spec[2]:
+            one = W.make(spec, seed=0)
+            for t in range(rounds):
+                rows = list(range(t * world, (t + 1) * world))
+                contexts = x[rows].reshape(1, world * W.ARMS, W.DIM)  # every rank's arms, side by side
+                chosen = (a[rows, 0] + torch.arange(world) * W.ARMS)[None]
+                one.update(contexts, chosen, r[rows, 0][None])
+            got = ranks[0][name]["state"]
+            assert _rel(got["A_"], one.A_) <= 1e-12 and _rel(got["theta_"], one.theta_) <= 1e-10, name
+            assert int(one.n_rounds_) == rounds
 
 
 def test_frozen_networks_equal_one_process_that_saw_all_the_data(group: tuple[int, list[dict[str, Any]]]) -> None:
@@ -174,7 +224,8 @@ REFUSALS = {  # scenario -> (error, what the message names; {last} is the odd ra
     "bad-dim": ("InvalidInputError", ["`dim` = 4 on rank {last}"]),
     "bad-dtype": ("InvalidInputError", ["rank {last} has dtype float32"]),
     "bad-not-policy": ("InvalidInputError", ["rank {last}: `policy` is a Linear, not a banditlib Policy"]),
-    "bad-forget": ("InvalidInputError", ["forget=0.9"]),
+    "bad-rounds": ("InvalidInputError", ["rank {last} made 4 rounds since the last sync where rank 0 made 3",
+                                         "same number of rounds"]),
     "bad-base": ("StateError", ["rank 1 does not start from", "broadcast_"]),
     "bad-loaded": ("StateError", ["`n_updates_`", "broadcast_"]),
     "bad-conditioning": ("InvalidInputError", ["ill-conditioned"]),

@@ -107,6 +107,10 @@ def test_old_files_saved_again_hold_the_same_state(name: str, tmp_path: pathlib.
     obj.save(tmp_path / "again.safetensors")
     tensors, meta = _io.read_tensors(tmp_path / "again.safetensors", "test")
     old_tensors, old_meta = _io.read_tensors(path, "test")
+    # entries added since the file was written (the ridge round counter) are saved with their default, 0
+    added = {k: tensors.pop(k) for k in sorted(set(tensors) - set(old_tensors))}
+    assert {k.rsplit(".", 1)[-1] for k in added} <= {"n_rounds_"} and all(int(v) == 0 for v in added.values())
+    assert bool(added) == (name in ("policy_linucb_v1", "policy_lints_v2", "scheduler_v2"))
     assert _summary(tensors) == _summary(old_tensors)
     version = {"policy_linucb_v1": "2", "buffer_v1": "2"}.get(name, old_meta.get("format_version"))
     assert meta == {**old_meta, "format_version": version}

@@ -44,8 +44,12 @@ def all_reduce_(policy: Policy, group: dist.ProcessGroup | None = None) -> Polic
     Neural policies average their parameters and Adam's moments (``base + mean_r (p_r - base)``), sum the
     increments of ``Z_diag_`` / ``Z_`` and, for NeuralLinUCB / NeuralLinTS, rebuild ``A``, ``b`` over the union
     of the ranks' histories under the averaged network when any rank trained (summed as above when none did).
-    The generator and the histories stay per rank. Forgetting (``forget < 1``) is refused. The policy's lock is
-    held throughout; on any error, every rank's policy is left as it was.
+    With forgetting (``forget < 1``) every rank must have made the same ``R`` rounds (rows of ``update``) since
+    the last sync; the policy then equals one process whose round ``t`` held every rank's row ``t``: each rank's
+    increment is taken over the base discounted by ``R`` rounds (``gamma^R (A_base - reg I) + reg I``,
+    ``gamma^R b_base``) and the increments are summed; ``n_rounds_`` ends at ``base + R``.
+    The generator and the histories stay per rank. The policy's lock is held throughout; on any error, every
+    rank's policy is left as it was.
 
     Args:
         policy: the rank's copy of the policy: the same class, constructor arguments, dtype and state shapes on
@@ -60,8 +64,9 @@ def all_reduce_(policy: Policy, group: dist.ProcessGroup | None = None) -> Polic
             share the state of the last sync (neural policies with different seeds, a policy loaded or edited
             since: call [`broadcast_`][banditlib.distributed.broadcast_] first). Raised on every rank.
         InvalidInputError: ``policy`` is not a banditlib [`Policy`][banditlib.Policy] on some rank, the ranks'
-            policies differ in class, constructor arguments, dtype or state shapes, a ridge policy has
-            ``forget < 1``, or the summed statistics are too ill-conditioned to factorise. Raised on every rank,
+            policies differ in class, constructor arguments, dtype or state shapes, a ridge policy with
+            ``forget < 1`` made different numbers of rounds on different ranks since the last sync, or the summed
+            statistics are too ill-conditioned to factorise. Raised on every rank,
             naming the rank and the field.
         NumericalError: the summed statistics are not finite or not positive definite (every rank raises).
 

@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 
 from banditlib import linalg
-from banditlib.distributed._state import BASES, COUNT, MAX, MEAN, SUM, View, capture
+from banditlib.distributed._state import BASES, COUNT, MAX, MEAN, ROUNDS, SUM, View, capture
 from banditlib.errors import BanditError, InvalidInputError, NumericalError, StateError
 from banditlib.policies.neural import _GradientBandit
 from banditlib.policies.neural_linear import _NeuralLinear
@@ -71,10 +71,21 @@ def reduce_increments(
     """The reduced source entries (float64 / int64), and the ranks' failure flags of a second round, if any."""
     if view.base is None:  # inspect_policy captures one for every reducible policy: a bug if missing
         raise StateError("all_reduce_(): internal error: no synced starting state was captured for this policy.")
-    state, base, plan = view.state, view.base.tensors, view.plan
+    state, base, plan = view.state, dict(view.base.tensors), view.plan
     f64 = torch.float64
+    if view.rounds is not None:
+        # Forgetting: every rank made the same R rounds, and R rounds discount the base alike on every rank,
+        # gamma^R (A_base - reg I) + reg I and gamma^R b_base; each rank's increment over that discounted base is
+        # its own discounted data, and their sum is the data of one process whose round t held every rank's rows.
+        policy = view.policy
+        if not isinstance(policy, _RidgePolicy):  # inspect_policy counts rounds for ridge policies only
+            raise StateError("all_reduce_(): internal error: rounds counted for a policy without forgetting.")
+        scale = policy.forget**view.rounds
+        eye = torch.eye(policy.dim, dtype=f64, device=base["A_"].device)
+        base["A_"] = (base["A_"].to(f64) - policy.reg * eye) * scale + policy.reg * eye
+        base["b_"] = base["b_"].to(f64) * scale
     floats = [n for n, kind in plan.items() if kind in (SUM, MEAN)]
-    counts = [n for n, kind in plan.items() if kind == COUNT]
+    counts = [n for n, kind in plan.items() if kind == COUNT or (kind == ROUNDS and view.rounds is None)]
     maxes = [n for n, kind in plan.items() if kind == MAX]
 
     def increments(names: list[str], dtype: torch.dtype) -> torch.Tensor:
@@ -102,6 +113,8 @@ def reduce_increments(
         new[n] = base[n].to(inc.device) + inc
     for n, inc in unpack(view, maxes, largest).items():
         new[n] = base[n].to(inc.device) + inc
+    if view.rounds is not None:  # the combined process made the same R rounds
+        new["n_rounds_"] = state["n_rounds_"].detach().clone()
     status = None
     if refit and int(counted[-1]) > 0:
         new["A_"], new["b_"], status = refit_union(view, new, group, device)

@@ -23,18 +23,19 @@ from banditlib.policies.ridge import _RidgePolicy
 # How each state entry is synced.
 SUM = "summed"  # float64 statistics: base + sum of the ranks' increments
 COUNT = "counted"  # int64 counters: likewise
+ROUNDS = "rounds"  # the ridge round counter: counted, but with forgetting base + the rounds every rank made
 MEAN = "averaged"  # network parameters, Adam's moments: base + mean of the increments
 MAX = "max"  # Adam's step count: base + the largest increment
 SAME = "shared"  # must be equal on every rank and unchanged since the last sync (the initial network)
 DERIVED = "recomputed"  # inverses and estimates, recomputed from the summed statistics
 RESET = "reset"  # bookkeeping of a recomputed inverse: zeroed by all_reduce_, copied by broadcast_
 LOCAL = "per rank"  # the generator, the histories, the training schedule
-SOURCE = (SUM, COUNT, MEAN, MAX, SAME)  # what the state at the last sync keeps
+SOURCE = (SUM, COUNT, ROUNDS, MEAN, MAX, SAME)  # what the state at the last sync keeps
 
 RULES: list[tuple[type, dict[str, str]]] = [
     (Policy, {"rng_seed": LOCAL, "rng_counter": LOCAL}),
-    (_RidgePolicy, {"A_": SUM, "b_": SUM, "n_updates_": COUNT, "A_inv_": DERIVED, "theta_": DERIVED,
-                    "refresh_counter": RESET}),
+    (_RidgePolicy, {"A_": SUM, "b_": SUM, "n_updates_": COUNT, "n_rounds_": ROUNDS, "A_inv_": DERIVED,
+                    "theta_": DERIVED, "refresh_counter": RESET}),
     (_NeuralPolicy, {"theta0_": SAME, "n_seen_": LOCAL, "since_train": LOCAL, "train_rounds": LOCAL}),
     (_GradientBandit, {"Z_diag_": SUM, "Z_": SUM, "Z_inv_": DERIVED}),
     (_NeuralLinear, {"A_": SUM, "b_": SUM, "A_inv_": DERIVED, "theta_": DERIVED}),
@@ -65,6 +66,7 @@ class View:
     plan: dict[str, str]
     state: dict[str, torch.Tensor]
     base: Base | None
+    rounds: int | None = None  # with forgetting: the rounds this rank made since the last sync
 
 
 def lock_of(policy: Any) -> Any:
@@ -93,7 +95,8 @@ def inspect_policy(policy: Any, where: str, *, reduce: bool, src: Any) -> tuple[
     """The local signature every rank compares, and what the call needs of the local policy."""
     problems: list[tuple[str, str]] = []
     signature: dict[str, Any] = {"policy": None, "config": None, "dtype": None, "state": None, "base": None,
-                                 "src": src if type(src) is int else repr(src), "problems": problems}  # fmt: skip
+                                 "rounds": None, "src": src if type(src) is int else repr(src),
+                                 "problems": problems}  # fmt: skip
     if not isinstance(policy, Policy):
         problems.append(("policy", f"`policy` is a {type(policy).__name__}, not a banditlib Policy."))
         return signature, None
@@ -109,20 +112,15 @@ def inspect_policy(policy: Any, where: str, *, reduce: bool, src: Any) -> tuple[
     if unknown:
         problems.append(("input", f"banditlib.distributed has no rule for {name}'s state entries {unknown}."))
         return signature, None
-    if reduce and isinstance(policy, _RidgePolicy) and policy.forget != 1.0:
-        problems.append((
-            "input",
-            f"{name} has forget={policy.forget}: with forgetting each rank's increment is discounted by the number "
-            "of rounds it played, and the sum depends on how the ranks' rounds interleave, which no rank knows; "
-            "only forget=1 can be synced.",
-        ))  # fmt: skip
-    base = None
+    base, rounds = None, None
     if reduce:
         base, problem = base_of(policy, plan, state)
         if problem is not None:
             problems.append(("state", problem))
         signature["base"] = base.digest if base is not None else None
-    return signature, View(policy, plan, state, base)
+        if base is not None and isinstance(policy, _RidgePolicy) and policy.forget != 1.0:
+            rounds = signature["rounds"] = int(state["n_rounds_"]) - int(base.tensors["n_rounds_"])
+    return signature, View(policy, plan, state, base, rounds)
 
 
 def base_of(policy: Policy, plan: dict[str, str], state: dict[str, torch.Tensor]) -> tuple[Base | None, str | None]:
@@ -142,7 +140,7 @@ def base_of(policy: Policy, plan: dict[str, str], state: dict[str, torch.Tensor]
         if now.shape != then.shape:
             return None, f"`{name}` changed shape since the last sync; {advice}"
         then = then.to(now.device, now.dtype)
-        if (kind == SAME and not torch.equal(now, then)) or (kind == COUNT and bool((now < then).any())):
+        if (kind == SAME and not torch.equal(now, then)) or (kind in (COUNT, ROUNDS) and bool((now < then).any())):
             return None, (
                 f"`{name}` is not what it was at the last sync (before the first: in a fresh policy with this seed), "
                 f"so the policy was loaded or edited since; {advice}"
@@ -190,6 +188,14 @@ def agree(signature: dict[str, Any], group: Any, world: int, where: str, verb: s
                 "before the first a fresh policy: neural policies built with different seeds have different initial "
                 "networks); call banditlib.distributed.broadcast_(policy) on every rank before the first update, "
                 f"and after loading a checkpoint.{tail}"
+            )
+    for r, s in enumerate(sigs[1:], start=1):
+        if s["rounds"] != ref["rounds"]:
+            raise InvalidInputError(
+                f"{where}: rank {r} made {s['rounds']} rounds since the last sync where rank 0 made {ref['rounds']}; "
+                "with forgetting (forget < 1) every rank must make the same number of rounds (rows of update) "
+                "between syncs: round t of every rank is then one round of the combined process, holding every "
+                f"rank's rows, discounted alike.{tail}"
             )
 
 

@@ -171,6 +171,8 @@ class Policy(nn.Module, Persistent):
     _batch_update_equals_rows: ClassVar[bool] = True
     # State entries that are not learned: the generator and maintenance counters.
     _bookkeeping: ClassVar[frozenset[str]] = frozenset({"rng_seed", "rng_counter"})
+    # Integer state entries added after files were first written: a state without them loads with this value.
+    _state_defaults: ClassVar[Mapping[str, int]] = {}
     propensity_rule: ClassVar[str | None] = None
     """How the policy chooses, which is how [`Selection.propensity`][banditlib.Selection] is computed:
     ``"argmax"`` (top ``k`` of deterministic scores, exact ties broken uniformly: exact), ``"uniform"``
@@ -574,11 +576,12 @@ class Policy(nn.Module, Persistent):
         """
         where = f"{type(self).__name__}.load_state_dict()"
         own = dict(self.state_dict(keep_vars=True))
-        missing = sorted(set(own) - set(state_dict))
+        defaulted = {k: v for k, v in self._state_defaults.items() if k in own and k not in state_dict}
+        missing = sorted(set(own) - set(state_dict) - set(defaulted))
         unexpected = sorted(set(state_dict) - set(own))
         if strict and (missing or unexpected):
             raise InvalidInputError(f"{where}: state keys do not match: missing {missing}, unexpected {unexpected}.")
-        clean: dict[str, torch.Tensor] = {}
+        clean: dict[str, torch.Tensor] = {k: torch.full_like(own[k], v) for k, v in defaulted.items()}
         for name, value in state_dict.items():
             if name not in own:
                 continue
@@ -680,6 +683,7 @@ def build_for_state(
     except (TypeError, ValueError, RuntimeError, OverflowError, InvalidInputError) as exc:
         raise InvalidInputError(f"{where}: the file's constructor arguments do not fit {name}: {exc}") from None
     got = {k: tuple(v.shape) for k, v in tensors.items()}
+    got.update({k: want[k] for k in target._state_defaults if k in want and k not in got})  # older files
     if want != got:
         diff = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))[:4]
         detail = ", ".join(f"`{k}` {got.get(k)} vs {want.get(k)}" for k in diff)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -59,7 +60,9 @@ class _RidgePolicy(Policy):
     * ``b_`` ``(M, d)`` float64: reward-weighted feature sums;
     * ``theta_`` ``(M, d)``: ridge estimate ``A^-1 b``;
     * ``n_updates_`` ``(M,)`` int64: observations per model;
-    * ``refresh_counter`` ``(M,)`` int64: observations since the last exact inverse.
+    * ``refresh_counter`` ``(M,)`` int64: observations since the last exact inverse;
+    * ``n_rounds_`` ``()`` int64: rounds learned from (rows of ``update``), each one discount step with
+      forgetting (files written before it existed load with 0).
 
     ``A_`` and ``b_`` are sums over every observation ever made and are what the exact refresh starts from,
     so they are kept in float64 whatever ``dtype`` is (in float32, a million updates would erode the small
@@ -69,12 +72,14 @@ class _RidgePolicy(Policy):
 
     _float64_buffers = ("A_", "b_")
     _bookkeeping = Policy._bookkeeping | {"refresh_counter"}
+    _state_defaults: ClassVar[Mapping[str, int]] = {"n_rounds_": 0}  # files written before the round counter existed
     A_: torch.Tensor
     A_inv_: torch.Tensor
     b_: torch.Tensor
     theta_: torch.Tensor
     n_updates_: torch.Tensor
     refresh_counter: torch.Tensor
+    n_rounds_: torch.Tensor
 
     def __init__(
         self,
@@ -103,6 +108,7 @@ class _RidgePolicy(Policy):
         self.register_buffer("theta_", torch.zeros(M, d, dtype=self.dtype, device=self.device))
         self.register_buffer("n_updates_", torch.zeros(M, dtype=torch.long, device=self.device))
         self.register_buffer("refresh_counter", torch.zeros(M, dtype=torch.long, device=self.device))
+        self.register_buffer("n_rounds_", torch.zeros((), dtype=torch.long, device=self.device))
         self._probe: np.ndarray | None = None
         # Whether every entry sum of A that the single-row path can produce is finite: the row path admits A
         # only with trace(A) <= _COND_CHECK reg, and sum_ij |A_ij| <= d trace(A) for positive definite A.
@@ -111,6 +117,12 @@ class _RidgePolicy(Policy):
         self._row_prior: np.ndarray | None = None
 
     # --------------------------------------------------------------------------------------- prediction
+
+    def _state_views(self) -> dict[str, np.ndarray]:
+        views = super()._state_views()
+        if "n_rounds_1d" not in views:
+            views["n_rounds_1d"] = views["n_rounds_"].reshape(1)
+        return views
 
     def _mean(self, x: torch.Tensor) -> torch.Tensor:
         """Predicted reward ``x^T theta`` of every (row, arm): ``(B, K)``."""
@@ -175,6 +187,7 @@ class _RidgePolicy(Policy):
             views["A_inv_"][m], views["b_"][m], views["theta_"][m] = A_inv, b, theta
             views["n_updates_"][m] += 1
             views["refresh_counter"][m] = since
+            views["n_rounds_1d"][0] += 1  # a 1-d view: an element add is cheaper than a 0-d one
             self._invalidate_caches()
             return True
         pending = []
@@ -194,6 +207,7 @@ class _RidgePolicy(Policy):
             A_inv_all[m], b_all[m], theta_all[m] = A_inv, b, theta
             n_all[m] += 1
             since_all[m] = since
+        views["n_rounds_1d"][0] += 1  # a 1-d view: an element add is cheaper than a 0-d one
         self._invalidate_caches()
         return True
 
@@ -281,6 +295,7 @@ class _RidgePolicy(Policy):
         for j in range(len(models)):
             n_all[int(models[j])] += 1
         views["refresh_counter"][...] = 0
+        views["n_rounds_1d"][0] += 1  # a 1-d view: an element add is cheaper than a 0-d one
         self._invalidate_caches()
         return True
 
@@ -310,7 +325,15 @@ class _RidgePolicy(Policy):
         if self.forget != 1.0:
             sw = weights.sqrt()
             self._learn_forgetting(U64 * sw[:, None], c64 * sw, model, scale)
-            return
+        else:
+            self._learn_accumulate(x, model, rewards, U64, c64)
+        self.n_rounds_.add_(num_steps)  # both commit everything or raise having changed nothing
+
+    def _learn_accumulate(
+        self, x: torch.Tensor, model: torch.Tensor, rewards: torch.Tensor, U64: torch.Tensor, c64: torch.Tensor
+    ) -> None:
+        """One call without forgetting: Woodbury (or an exact refresh) per touched model; committed at the end."""
+        scale = 1.0  # the linalg updates take a discount; this path has none
         N, d = x.shape
         if N == 1 or self.num_models == 1:
             touched = model[:1]
@@ -355,10 +378,6 @@ class _RidgePolicy(Policy):
         self._check_conditioning(A_new, self.reg)
         # Commit: nothing below can fail.
         with torch.no_grad():
-            if scale != 1.0 and touched.numel() < self.num_models:
-                self.A_.mul_(scale)
-                self.A_inv_.div_(scale)
-                self.b_.mul_(scale)
             self.A_.index_copy_(0, touched, A_new)
             self.A_inv_.index_copy_(0, touched, A_inv_new)
             self.b_.index_copy_(0, touched, b_new)
