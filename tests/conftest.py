@@ -8,6 +8,7 @@ marked ``gpu`` run only with ``-m gpu`` on a machine with CUDA; then the kernels
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -30,3 +31,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for the test (modules opt in with ``pytestmark = pytest.mark.usefixtures(...)``): their
+    tensors are tiny, so intra-op threads only add latency, much more on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

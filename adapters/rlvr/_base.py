@@ -58,6 +58,44 @@ class Schedule:
     scores: torch.Tensor
     predicted_gain: float
 
+    @classmethod
+    def keep(
+        cls,
+        batch: RolloutBatch,
+        rows: torch.Tensor,
+        *,
+        scores: torch.Tensor | None = None,
+        replay: RolloutBatch | None = None,
+        predicted_gain: float = math.nan,
+    ) -> Schedule:
+        """The schedule that trains on some of ``batch``'s fresh rollouts at weight 1, plus replayed ones at
+        weight 1: what most schedulers return.
+
+        Args:
+            batch: the round's rollouts (``N`` rows), as given to ``schedule()``.
+            rows: the fresh rollouts to keep: ``(N,)`` bool, or ``(n_fresh,)`` int64 ascending indices.
+            scores: ``(N,)`` scores of the fresh rollouts (default NaN: the scheduler does not score).
+            replay: buffered rollouts to train on again (default none).
+            predicted_gain: the model's prediction of the round's gain (default NaN).
+
+        Returns:
+            The [`Schedule`][banditlib.adapters.rlvr.Schedule].
+
+        Examples:
+            >>> b = RolloutBatch.from_groups([{"reward": [1.0, 0.0, 1.0], "entropy": [0.1] * 3, "length": [3] * 3}])
+            >>> s = Schedule.keep(b, b.reward > 0)
+            >>> s.fresh.tolist(), s.fresh_weight.tolist(), len(s.replay), s.kept_share
+            ([0, 2], [1.0, 1.0], 0, 0.6666666666666666)
+        """
+        device = batch.group.device
+        fresh = torch.nonzero(rows).squeeze(1) if rows.dtype == torch.bool else rows
+        replay = RolloutBatch.empty_like(batch) if replay is None else replay
+        return cls(
+            fresh=fresh, fresh_weight=torch.ones(fresh.shape[0], device=device), replay=replay,
+            replay_weight=torch.ones(len(replay), device=device),
+            scores=nan_scores(len(batch), device) if scores is None else scores, predicted_gain=predicted_gain,
+        )  # fmt: skip
+
     @property
     def num_train(self) -> int:
         """Rollouts in the loss this round: fresh plus replayed."""
@@ -317,29 +355,6 @@ def rank_keys(scores: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     bits = (scores.to(torch.float32) + 0.0).view(torch.int32).to(torch.long)  # + 0.0 turns -0.0 into +0.0
     ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
     return (ordered << 32) | keys
-
-
-def top_per_group(keys: torch.Tensor, padded: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """The rows with the ``keep[g]`` largest ``keys`` in each group, ascending row indices.
-
-    Args:
-        keys: ``(N,)`` int64 ranking keys of the rows. padded: ``(G, G_max)`` row index per slot (``-1`` pad).
-        mask: ``(G, G_max)`` bool real slots. keep: ``(G,)`` int64 rows to keep per group (``<=`` its size).
-    """
-    k_max = int(keep.max())
-    if k_max == 0:
-        return torch.zeros(0, dtype=torch.long, device=keys.device)
-    slot_keys = torch.where(mask, keys[padded.clamp_min(0)], torch.iinfo(torch.long).min)
-    _, best = torch.topk(slot_keys, k_max, dim=1)
-    take = torch.arange(k_max, device=keys.device)[None, :] < keep[:, None]
-    rows = padded.gather(1, best)[take]
-    return rows.sort().values
-
-
-def keep_counts(counts: torch.Tensor, fraction: float) -> torch.Tensor:
-    """``ceil(fraction * n)`` per group of ``n`` rows, at least 1 (a group of one is kept)."""
-    eps = 1e-9  # 0.5 * 16 must give 8, not 9, despite rounding
-    return torch.ceil(counts.to(torch.float64) * fraction - eps).long().clamp(1, None).minimum(counts)
 
 
 def nan_scores(n: int, device: torch.device) -> torch.Tensor:

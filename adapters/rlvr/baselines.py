@@ -15,9 +15,10 @@ import torch
 from banditlib import _validation as V
 from banditlib.errors import InvalidInputError
 
-from ._base import Schedule, Scheduler, keep_counts, nan_scores
-from .batch import GroupLayout, RolloutBatch
+from ._base import Schedule, Scheduler
+from .batch import RolloutBatch
 from .buffer import RolloutBuffer
+from .groups import GroupLayout, group_range, keep_counts
 
 __all__ = [
     "DynamicSamplingFilter",
@@ -27,18 +28,6 @@ __all__ = [
     "UniformScheduler",
     "max_variance_subset",
 ]
-
-
-def _fresh_only(batch: RolloutBatch, fresh: torch.Tensor) -> Schedule:
-    device = batch.group.device
-    return Schedule(
-        fresh=fresh,
-        fresh_weight=torch.ones(fresh.shape[0], device=device),
-        replay=RolloutBatch.empty_like(batch),
-        replay_weight=torch.ones(0, device=device),
-        scores=nan_scores(len(batch), device),
-        predicted_gain=math.nan,
-    )
 
 
 class UniformScheduler(Scheduler):
@@ -57,7 +46,7 @@ class UniformScheduler(Scheduler):
     name = "uniform"
 
     def _schedule(self, batch: RolloutBatch, round_: int, where: str, probe: RolloutBatch | None) -> Schedule:
-        return _fresh_only(batch, torch.arange(len(batch), device=batch.group.device))
+        return Schedule.keep(batch, torch.arange(len(batch), device=batch.group.device))
 
 
 def max_variance_subset(reward: torch.Tensor, layout: GroupLayout, keep: torch.Tensor) -> torch.Tensor:
@@ -138,7 +127,7 @@ class MaxVarianceScheduler(Scheduler):
     def _schedule(self, batch: RolloutBatch, round_: int, where: str, probe: RolloutBatch | None) -> Schedule:
         layout = GroupLayout.of(batch.group)
         keep = keep_counts(layout.counts, self.keep_fraction)
-        return _fresh_only(batch, max_variance_subset(batch.reward, layout, keep))
+        return Schedule.keep(batch, max_variance_subset(batch.reward, layout, keep))
 
 
 class DynamicSamplingFilter(Scheduler):
@@ -172,13 +161,9 @@ class DynamicSamplingFilter(Scheduler):
 
     def _schedule(self, batch: RolloutBatch, round_: int, where: str, probe: RolloutBatch | None) -> Schedule:
         _, inv, counts = torch.unique(batch.group, return_inverse=True, return_counts=True)
-        r = batch.reward.to(torch.float64)
-        hi = torch.zeros(counts.shape[0], dtype=torch.float64, device=r.device).scatter_reduce(
-            0, inv, r, "amax", include_self=False
-        )
-        lo = torch.zeros_like(hi).scatter_reduce(0, inv, r, "amin", include_self=False)
+        lo, hi = group_range(batch.reward.to(torch.float64), inv, counts.shape[0])
         keep = (hi - lo) > self.tol
-        return _fresh_only(batch, torch.nonzero(keep[inv]).squeeze(1))
+        return Schedule.keep(batch, torch.nonzero(keep[inv]).squeeze(1))
 
 
 class ThresholdScheduler(Scheduler):
@@ -216,7 +201,7 @@ class ThresholdScheduler(Scheduler):
         keep = batch.advantage.abs() >= self.min_abs_advantage
         if self.min_reward is not None:
             keep &= batch.reward >= self.min_reward
-        return _fresh_only(batch, torch.nonzero(keep).squeeze(1))
+        return Schedule.keep(batch, torch.nonzero(keep).squeeze(1))
 
 
 class RecencyReplay(Scheduler):
@@ -275,10 +260,7 @@ class RecencyReplay(Scheduler):
         buf.add_uses(chosen)
         slots = buf.push(batch)
         buf.add_uses(slots)
-        out = _fresh_only(batch, torch.arange(n, device=device))
-        return Schedule(
-            out.fresh, out.fresh_weight, replay, torch.ones(len(replay), device=device), out.scores, out.predicted_gain
-        )
+        return Schedule.keep(batch, torch.arange(n, device=device), replay=replay)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = super().state_dict()

@@ -18,6 +18,8 @@ import torch
 from banditlib import _validation as V
 from banditlib.errors import InvalidInputError
 
+from .groups import grpo_advantage
+
 __all__ = ["RolloutBatch"]
 
 _FLOATS = ("reward", "advantage", "entropy", "clip_ratio", "length")
@@ -254,7 +256,7 @@ class RolloutBatch:
         ent = real(entropy, "entropy")
         clip = torch.zeros(n, device=device) if clip_ratio is None else real(clip_ratio, "clip_ratio")
         ln = real(length, "length")
-        adv = grpo_advantage(g, rew) if advantage is None else real(advantage, "advantage")
+        adv = grpo_advantage(g, rew.double()).float() if advantage is None else real(advantage, "advantage")
         if truncated is None:
             tr = torch.zeros(n, dtype=torch.bool, device=device)
         else:
@@ -453,65 +455,3 @@ def make_batch(
     """A batch from the eight per-row columns in `FIELDS` order (structure checked, data not)."""
     g, r, a, e, c, n, t, rd = cols
     return RolloutBatch(g, r, a, e, c, n, t, rd, logprobs, payload, answer, grad)
-
-
-def grpo_advantage(group: torch.Tensor, reward: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
-    """GRPO's advantage ``(r - mean_g) / (std_g + eps)`` per group (unbiased std; 0 in a group of one).
-
-    Args:
-        group: ``(N,)`` int64 group ids. reward: ``(N,)`` float32.
-
-    Returns:
-        ``(N,)`` float32.
-    """
-    _, inv, counts = torch.unique(group, return_inverse=True, return_counts=True)
-    G = counts.shape[0]
-    r = reward.to(torch.float64)
-    s1 = torch.zeros(G, dtype=torch.float64, device=r.device).index_add_(0, inv, r)
-    mean = s1 / counts
-    dev = r - mean[inv]
-    ss = torch.zeros(G, dtype=torch.float64, device=r.device).index_add_(0, inv, dev * dev)
-    std = (ss / (counts - 1).clamp_min(1)).sqrt()
-    return (dev / (std[inv] + eps)).to(torch.float32)
-
-
-@dataclass(frozen=True)
-class GroupLayout:
-    """Where each row sits in its group, for vectorised per-group work without Python loops.
-
-    Attributes:
-        inverse: ``(N,)`` int64 group index of each row in ``[0, G)`` (groups in ascending id order).
-        counts: ``(G,)`` int64 rows per group.
-        position: ``(N,)`` int64 position of each row within its group (row order).
-        padded: ``(G, G_max)`` int64 row index at each (group, position), ``-1`` in the padding.
-        mask: ``(G, G_max)`` bool, ``True`` where ``padded`` holds a row.
-        cache: per-batch results computed from this layout (the answer statistics), so that the features
-            and the label of one ``schedule`` call compute them once.
-    """
-
-    inverse: torch.Tensor
-    counts: torch.Tensor
-    position: torch.Tensor
-    padded: torch.Tensor
-    mask: torch.Tensor
-    cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    @classmethod
-    def of(cls, group: torch.Tensor) -> GroupLayout:
-        """The layout of ``(N,)`` group ids (``N >= 1``)."""
-        n = group.shape[0]
-        rows = torch.arange(n, device=group.device)
-        if n < 2 or bool((group[1:] > group[:-1]).logical_or_(group[1:] == group[:-1]).all()):
-            # The usual layout, groups contiguous and ascending: no sort needed.
-            _, inv, counts = torch.unique_consecutive(group, return_inverse=True, return_counts=True)
-            offsets = torch.cumsum(counts, 0) - counts
-            position = rows - offsets[inv]
-        else:
-            _, inv, counts = torch.unique(group, return_inverse=True, return_counts=True)
-            order = torch.argsort(inv, stable=True)
-            offsets = torch.cumsum(counts, 0) - counts
-            position = torch.empty_like(rows)
-            position[order] = rows - offsets[inv[order]]
-        padded = torch.full((counts.shape[0], int(counts.max())), -1, dtype=torch.long, device=group.device)
-        padded[inv, position] = rows
-        return cls(inv, counts, position, padded, padded >= 0)

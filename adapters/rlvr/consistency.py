@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .batch import GroupLayout, RolloutBatch
+from .batch import RolloutBatch
+from .groups import GroupLayout
 
 __all__ = ["AnswerStats"]
 

@@ -62,8 +62,9 @@ import torch
 from banditlib import _validation as V
 from banditlib.errors import InvalidInputError
 
-from .batch import GroupLayout, RolloutBatch
+from .batch import RolloutBatch
 from .consistency import AnswerStats
+from .groups import GroupLayout, group_moments
 
 __all__ = ["ALL_FEATURES", "CONSISTENCY_FEATURES", "DEFAULT_FEATURES", "PAPER_FEATURES", "RolloutFeaturizer"]
 
@@ -121,11 +122,7 @@ _EPS = 1e-8
 def _group_stats(batch: RolloutBatch, layout: GroupLayout | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row mean and population std of the rewards of its group: each ``(N,)`` float32."""
     layout = layout if layout is not None else GroupLayout.of(batch.group)
-    G = layout.counts.shape[0]
-    r = batch.reward.to(torch.float64)
-    mean = torch.zeros(G, dtype=torch.float64, device=r.device).index_add_(0, layout.inverse, r) / layout.counts
-    dev = r - mean[layout.inverse]
-    var = torch.zeros(G, dtype=torch.float64, device=r.device).index_add_(0, layout.inverse, dev * dev) / layout.counts
+    mean, var = group_moments(batch.reward.to(torch.float64), layout.inverse, layout.counts)
     return mean[layout.inverse].float(), var.sqrt()[layout.inverse].float()
 
 

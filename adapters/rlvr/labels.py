@@ -43,8 +43,9 @@ import torch
 from banditlib import _validation as V
 from banditlib.errors import InvalidInputError
 
-from .batch import GroupLayout, RolloutBatch
+from .batch import RolloutBatch
 from .consistency import AnswerStats
+from .groups import GroupLayout, group_sum
 from .reward import GainReward
 
 __all__ = ["BaselinedGain", "ConsistencyLabel", "InfluenceLabel", "RolloutLabel", "RoundGain", "label_from_config"]
@@ -309,7 +310,7 @@ class BaselinedGain(RoundGain):
         ids = batch.payload[self.prompt_key].long().cpu()
         r = batch.reward.double().cpu()
         uniq, inv = torch.unique(ids, return_inverse=True)
-        means = torch.zeros(uniq.shape[0], dtype=torch.float64).index_add_(0, inv, r)
+        means = group_sum(r, inv, uniq.shape[0])
         means /= torch.bincount(inv, minlength=uniq.shape[0]).double()
         base = torch.full(
             (uniq.shape[0],), self._global[1] if self._global[0] else float(r.mean()), dtype=torch.float64

@@ -18,7 +18,6 @@ probe gradient (I-PPO, arXiv
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,25 +26,12 @@ import torch
 from banditlib import _validation as V
 from banditlib.errors import InvalidInputError
 
-from ._base import Schedule, Scheduler, nan_scores, tie_keys
+from ._base import Schedule, Scheduler, tie_keys
 from .batch import RolloutBatch
 from .buffer import RolloutBuffer
 from .consistency import AnswerStats
 
 __all__ = ["ConsistencyFilter", "InfluenceFilter", "OverlongFilter", "PriorityReplay"]
-
-
-def _keep(batch: RolloutBatch, keep: torch.Tensor, scores: torch.Tensor | None = None) -> Schedule:
-    device = batch.group.device
-    fresh = torch.nonzero(keep).squeeze(1)
-    return Schedule(
-        fresh=fresh,
-        fresh_weight=torch.ones(fresh.shape[0], device=device),
-        replay=RolloutBatch.empty_like(batch),
-        replay_weight=torch.ones(0, device=device),
-        scores=nan_scores(len(batch), device) if scores is None else scores,
-        predicted_gain=math.nan,
-    )
 
 
 class ConsistencyFilter(Scheduler):
@@ -81,7 +67,7 @@ class ConsistencyFilter(Scheduler):
         return {"accept_threshold": self.accept_threshold}
 
     def _schedule(self, batch: RolloutBatch, round_: int, where: str, probe: RolloutBatch | None) -> Schedule:
-        return _keep(batch, ~AnswerStats.of(batch, accept_threshold=self.accept_threshold).conflict)
+        return Schedule.keep(batch, ~AnswerStats.of(batch, accept_threshold=self.accept_threshold).conflict)
 
 
 class OverlongFilter(Scheduler):
@@ -101,7 +87,7 @@ class OverlongFilter(Scheduler):
     name = "overlong"
 
     def _schedule(self, batch: RolloutBatch, round_: int, where: str, probe: RolloutBatch | None) -> Schedule:
-        return _keep(batch, ~batch.truncated)
+        return Schedule.keep(batch, ~batch.truncated)
 
 
 class PriorityReplay(Scheduler):
@@ -178,9 +164,7 @@ class PriorityReplay(Scheduler):
         replay = buf.rows(chosen) if chosen.numel() else RolloutBatch.empty_like(batch)
         buf.add_uses(chosen)
         buf.add_uses(buf.push(batch))
-        out = _keep(batch, torch.ones(n, dtype=torch.bool, device=device))
-        return Schedule(out.fresh, out.fresh_weight, replay, torch.ones(len(replay), device=device), out.scores,
-                        out.predicted_gain)  # fmt: skip
+        return Schedule.keep(batch, torch.arange(n, device=device), replay=replay)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = super().state_dict()
@@ -266,7 +250,7 @@ class InfluenceFilter(Scheduler):
         scale = infl.abs().mean()
         rel = infl / scale if bool(scale > 0) else torch.zeros_like(infl)
         keep = ~(rel < self.threshold)
-        out = _keep(batch, keep, rel.float())
+        out = Schedule.keep(batch, keep, scores=rel.float())
         if self.reweight and out.fresh.numel():
             kept = rel[out.fresh]
             w = (kept / kept.mean()).clamp(0.0, 5.0) if bool(kept.mean() > 0) else torch.ones_like(kept)

@@ -29,8 +29,7 @@ import torch
 from banditlib import _validation as V
 from banditlib.errors import InvalidInputError
 
-from ._base import keep_counts, top_per_group
-from .batch import GroupLayout
+from .groups import GroupLayout, keep_counts, top_per_group
 
 __all__ = ["SelectionRule", "SoftWeights", "Threshold", "TopFraction", "rule_from_config"]
 
@@ -112,7 +111,7 @@ class TopFraction(SelectionRule):
         keep_fraction: in ``(0, 1]``.
 
     Examples:
-        >>> from banditlib.adapters.rlvr.batch import GroupLayout
+        >>> from banditlib.adapters.rlvr.groups import GroupLayout
         >>> scores = torch.tensor([0.1, 0.9, 0.5, 0.2, 0.3, 0.0])
         >>> keys = torch.arange(6) + (scores * 1000).long() * 8
         >>> TopFraction(0.5).decide(scores, keys, GroupLayout.of(torch.tensor([0, 0, 0, 0, 1, 1])))[0].tolist()
@@ -153,7 +152,7 @@ class Threshold(SelectionRule):
         threshold: any finite number.
 
     Examples:
-        >>> from banditlib.adapters.rlvr.batch import GroupLayout
+        >>> from banditlib.adapters.rlvr.groups import GroupLayout
         >>> s = torch.tensor([0.3, -0.2, 0.0])
         >>> Threshold().decide(s, torch.arange(3), GroupLayout.of(torch.zeros(3, dtype=torch.long)))[0].tolist()
         [0, 2]
@@ -186,7 +185,7 @@ class SoftWeights(SelectionRule):
         width: ``> 0``; a score of ``threshold - width`` or less gets weight 0.
 
     Examples:
-        >>> from banditlib.adapters.rlvr.batch import GroupLayout
+        >>> from banditlib.adapters.rlvr.groups import GroupLayout
         >>> s = torch.tensor([0.5, -0.25, -2.0])
         >>> layout = GroupLayout.of(torch.zeros(3, dtype=torch.long))
         >>> rows, w = SoftWeights(width=1.0).decide(s, torch.arange(3), layout)

@@ -26,9 +26,10 @@ from banditlib.policies import LinTS, LinUCB, Policy
 from banditlib.policies.base import build_for_state, registered_policies
 
 from ._base import Schedule, Scheduler, rank_keys, tie_keys
-from .batch import GroupLayout, RolloutBatch
+from .batch import RolloutBatch
 from .buffer import RolloutBuffer
 from .features import PAPER_FEATURES, RolloutFeaturizer
+from .groups import GroupLayout
 from .labels import ConsistencyLabel, InfluenceLabel, RolloutLabel, RoundGain, label_from_config
 from .reward import GainReward
 from .rules import SelectionRule, Threshold, TopFraction, rule_from_config

@@ -44,13 +44,7 @@ from banditlib.errors import InvalidInputError
 G = 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Any:
-    """One torch thread: the tiny model's matrices gain nothing from more, and a busy machine loses a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 VOCAB = ["<pad>", "<eos>", "<bos>", "<unk>", "+", "=", *map(str, range(10))]

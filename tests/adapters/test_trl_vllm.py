@@ -31,12 +31,7 @@ from banditlib.errors import InvalidInputError
 VLLM_FIELDS = ("old_per_token_logps", "sampling_per_token_logps", "importance_sampling_ratio")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def make(tmp: Path, scheduler: Any, *, engine: dict[str, Any] | None = None, plain: bool = False,

@@ -22,6 +22,7 @@ import torch
 from banditlib.errors import InvalidInputError
 
 from .. import RolloutBatch, Schedule
+from ..groups import group_range
 from ..influence import head_gradients
 from .train import AdamState, adam_init, grpo_advantages, ppo_step, warm_start
 from .world import (
@@ -445,7 +446,5 @@ def _round_record(batch: RolloutBatch, s: Schedule, kept: RolloutBatch) -> dict[
 
 def _zero_var_share(batch: RolloutBatch) -> float:
     _, inv = torch.unique(batch.group, return_inverse=True)
-    n = int(inv.max()) + 1
-    lo = torch.full((n,), float("inf")).scatter_reduce(0, inv, batch.reward, "amin")
-    hi = torch.full((n,), -float("inf")).scatter_reduce(0, inv, batch.reward, "amax")
+    lo, hi = group_range(batch.reward, inv, int(inv.max()) + 1)
     return float((lo == hi).float().mean())

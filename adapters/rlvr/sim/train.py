@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..groups import grpo_advantage
 from .world import Params, SimConfig, World, token_logprobs
 
 __all__ = ["AdamState", "StepStats", "adam_init", "clone_state", "grpo_advantages", "ppo_step", "warm_start"]
@@ -117,12 +118,7 @@ def grpo_advantages(reward: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
         >>> grpo_advantages(torch.tensor([1.0, 0.0, 1.0, 1.0]), torch.tensor([0, 0, 1, 1])).round(decimals=3)
         tensor([ 0.7070, -0.7070,  0.0000,  0.0000])
     """
-    _, inv, counts = torch.unique(group, return_inverse=True, return_counts=True)
-    n = counts.to(reward.dtype)
-    mean = torch.zeros_like(n).index_add_(0, inv, reward) / n
-    sq = torch.zeros_like(n).index_add_(0, inv, (reward - mean[inv]) ** 2)
-    std = torch.sqrt(sq / (n - 1).clamp(min=1))
-    return (reward - mean[inv]) / (std[inv] + ADV_EPS)
+    return grpo_advantage(group, reward, ADV_EPS)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from banditlib.adapters.rlvr import RolloutBatch
-from banditlib.adapters.rlvr.batch import GroupLayout, grpo_advantage
+from banditlib.adapters.rlvr.groups import GroupLayout, grpo_advantage
 from banditlib.errors import InvalidInputError
 
 

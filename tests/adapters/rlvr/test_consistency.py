@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from banditlib.adapters.rlvr import AnswerStats, RolloutBatch
-from banditlib.adapters.rlvr.batch import GroupLayout
+from banditlib.adapters.rlvr.groups import GroupLayout
 
 
 def reference(batch: RolloutBatch, thr: float = 0.5) -> dict[str, list[float]]:

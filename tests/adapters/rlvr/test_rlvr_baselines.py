@@ -7,7 +7,8 @@ from __future__ import annotations
 import itertools
 import math
 import pathlib
-from collections.abc import Iterator
+import re
+from typing import Any
 
 import pytest
 import torch
@@ -28,18 +29,11 @@ from banditlib.adapters.rlvr import (
     ThresholdScheduler,
     UniformScheduler,
 )
-from banditlib.adapters.rlvr._base import keep_counts
 from banditlib.adapters.rlvr.baselines import max_variance_subset
-from banditlib.adapters.rlvr.batch import GroupLayout
+from banditlib.adapters.rlvr.groups import GroupLayout, keep_counts
 from banditlib.errors import InvalidInputError
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def grouped(rewards: list[list[float]], t: int = 0, **kw: object) -> RolloutBatch:
@@ -141,6 +135,15 @@ def test_recency_replays_the_newest_previous_rows() -> None:
         RecencyReplay(reuse=1, buffer_rounds=0)
 
 
+def documented_scheduler() -> type[Scheduler]:
+    """The example of docs/concepts.md "Writing your own scheduler", as the page defines it."""
+    page = (pathlib.Path(__file__).resolve().parents[3] / "docs" / "concepts.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", page, flags=re.S) if "class AboveGroupMean" in b)
+    scope: dict[str, Any] = {"__name__": "__docs__"}
+    exec(compile(block, "docs/concepts.md", "exec"), scope)
+    return scope["AboveGroupMean"]  # type: ignore[no-any-return]
+
+
 SCHEDULERS = [
     lambda: UniformScheduler(),
     lambda: MaxVarianceScheduler(keep_fraction=0.5),
@@ -153,6 +156,7 @@ SCHEDULERS = [
     lambda: ConsistencyFilter(),
     lambda: OverlongFilter(),
     lambda: PriorityReplay(replay_ratio=0.5, max_age=2, seed=0),
+    lambda: documented_scheduler()(margin=0.1),
 ]
 
 
@@ -165,7 +169,7 @@ def rounds(t: int) -> RolloutBatch:
 def test_common_protocol(make: object, tmp_path: pathlib.Path) -> None:
     sch: Scheduler = make()  # type: ignore[operator]
     assert sch.name in {"uniform", "pods", "dapo", "threshold", "recency", "cbs-both", "scheduler", "consistency",
-                        "overlong", "priority-replay"}  # fmt: skip
+                        "overlong", "priority-replay", "above-mean"}  # fmt: skip
     with pytest.raises(StateError):
         sch.observe(rounds(0))
     s = sch.schedule(rounds(0))

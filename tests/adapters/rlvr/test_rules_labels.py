@@ -19,7 +19,7 @@ from banditlib.adapters.rlvr import (
     TopFraction,
 )
 from banditlib.adapters.rlvr._base import rank_keys, tie_keys
-from banditlib.adapters.rlvr.batch import GroupLayout
+from banditlib.adapters.rlvr.groups import GroupLayout
 from banditlib.adapters.rlvr.labels import label_from_config
 from banditlib.adapters.rlvr.rules import rule_from_config
 from banditlib.errors import InvalidInputError

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import pathlib
 import time
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -23,14 +22,7 @@ from banditlib.adapters.rlvr import (
 )
 from banditlib.errors import InvalidInputError
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """The CI machine is small and shared: intra-op threads waiting on each other only add noise here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def gen(t: int, n_groups: int = 6, size: int = 4, seed: int = 0, **kw: object) -> RolloutBatch:

@@ -24,7 +24,7 @@ from banditlib.adapters.rlvr import (
     Threshold,
     TopFraction,
 )
-from banditlib.adapters.rlvr.batch import GroupLayout
+from banditlib.adapters.rlvr.groups import GroupLayout
 from banditlib.errors import InvalidInputError
 
 DATA = pathlib.Path(__file__).parent / "data"

@@ -19,13 +19,7 @@ from banditlib.errors import InvalidInputError
 SMALL = SimConfig(prompts_per_round=8, group_size=4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """The simulator's ops are tiny: intra-op threads only add latency (much more on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 class KeepAll:
