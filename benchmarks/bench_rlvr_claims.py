@@ -57,6 +57,7 @@ from scipy import stats as sps
 from banditlib.adapters import rlvr
 from banditlib.adapters.rlvr.sim import SimConfig, Simulator, run
 from banditlib.adapters.rlvr.sim.oracle import RegretHook, buffer_oracle, one_step_gain, top_per_group
+from banditlib.adapters.rlvr.sim.timing import schedule_timing
 from banditlib.policies import LinUCB
 
 DISTS = ("torch", "numpy", "scipy")
@@ -305,22 +306,8 @@ def buffer_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def bench_timing(prompts: int, group: int, rounds: int, repeats: int) -> dict[str, Any]:
     """Milliseconds of ``schedule()`` (and ``observe()``) at ``prompts x group`` rollouts a round after the
-    buffer holds ``rounds`` rounds of them; logprobs and a token payload of 16 columns ride along."""
-    torch.set_num_threads(1)
-    gen = torch.Generator().manual_seed(0)
-    N = prompts * group
-
-    def batch(t: int) -> Any:
-        reward = (torch.rand(N, generator=gen) < 0.4).float()
-        return rlvr.RolloutBatch.from_tensors(
-            group=torch.arange(prompts).repeat_interleave(group), reward=reward,
-            entropy=torch.rand(N, generator=gen), clip_ratio=torch.rand(N, generator=gen) * 0.1,
-            length=torch.randint(1, 512, (N,), generator=gen).float(), truncated=torch.rand(N, generator=gen) < 0.05,
-            round=t, logprobs=-torch.rand(N, 16, generator=gen),
-            payload={"tokens": torch.zeros(N, 16, dtype=torch.long)},
-        )  # fmt: skip
-
-    out: dict[str, Any] = {"prompts": prompts, "group": group, "buffer_rollouts": N * rounds, "repeats": repeats}
+    buffer holds ``rounds`` rounds of them (`sim.timing.schedule_timing`, one torch thread), for the published
+    CBS in its three modes and the baselines."""
     specs: dict[str, Callable[[], Any]] = {
         **{f"cbs-{m}": (lambda m=m: rlvr.RolloutScheduler(preset="paper", mode=m, keep_fraction=KEEP, reuse=REUSE,
                                                           buffer_rounds=rounds, seed=0))
@@ -328,25 +315,7 @@ def bench_timing(prompts: int, group: int, rounds: int, repeats: int) -> dict[st
         "uniform": rlvr.UniformScheduler, "pods": lambda: rlvr.MaxVarianceScheduler(keep_fraction=KEEP),
         "dapo": rlvr.DynamicSamplingFilter, "recency": lambda: rlvr.RecencyReplay(reuse=REUSE, buffer_rounds=rounds),
     }  # fmt: skip
-    for name, make in specs.items():
-        sch, t = make(), 0
-        for _ in range(rounds):  # fill the buffer
-            sch.schedule(batch(t))
-            t += 1
-            sch.observe(b := batch(t))
-        sched, obs = [], []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            sch.schedule(b)
-            sched.append(time.perf_counter() - start)
-            t += 1
-            b = batch(t)
-            start = time.perf_counter()
-            sch.observe(b)
-            obs.append(time.perf_counter() - start)
-        out[name] = {"schedule_ms_median": statistics.median(sched) * 1e3, "schedule_ms_best": min(sched) * 1e3,
-                     "observe_ms_median": statistics.median(obs) * 1e3}  # fmt: skip
-    return out
+    return schedule_timing(prompts, group, rounds, repeats, schedulers=specs)
 
 
 # ---------------------------------------------------------------------------------------- tables, plot
