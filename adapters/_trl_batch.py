@@ -13,6 +13,8 @@ One generation round of a data-parallel GRPO run goes through three steps here:
 3. `training_rows` turns the selected and replayed rows into the tensors TRL's loss reads, padded to a
    multiple of ``steps_per_generation * world_size`` rows, and `rank_rows` hands each rank its share,
    trimmed to the widths its rows need.
+
+That is ``gather="rows"``; ``gather="statistics"`` replaces steps 1 and 3 by `banditlib.adapters._trl_stats`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "answer_ids",
     "build_global_batch",
     "default_answer_fn",
+    "extract_answers",
     "finite_on_mask",
     "fit_width",
     "gather_rows",
@@ -188,20 +191,32 @@ def answer_ids(texts: Sequence[str], answer_fn: Callable[[str], Hashable | None]
         InvalidInputError: ``answer_fn`` raised or returned an unhashable value, naming the function, the row
             and the start of its text.
     """
-    name = getattr(answer_fn, "__qualname__", None) or type(answer_fn).__name__
     ids: dict[Hashable, int] = {}
-    out = []
+    out = [-1 if a is None else ids.setdefault(a, len(ids)) for a in extract_answers(texts, answer_fn)]
+    return torch.tensor(out, dtype=torch.long)
+
+
+def extract_answers(texts: Sequence[str], answer_fn: Callable[[str], Hashable | None]) -> list[Hashable | None]:
+    """``answer_fn`` of every text, each checked to be hashable.
+
+    Raises:
+        InvalidInputError: ``answer_fn`` raised or returned an unhashable value, naming the function, the row
+            and the start of its text.
+    """
+    name = getattr(answer_fn, "__qualname__", None) or type(answer_fn).__name__
+    out: list[Hashable | None] = []
     for row, text in enumerate(texts):
         try:
             answer = answer_fn(text)
-            out.append(-1 if answer is None else ids.setdefault(answer, len(ids)))
+            hash(answer)
+            out.append(answer)
         except Exception as exc:
             raise InvalidInputError(
                 f"BanditGRPOTrainer: `answer_fn` ({name}) failed on completion row {row} of the round "
                 f"(text {text[:80]!r}): {type(exc).__name__}: {exc}. It must map a completion's text to a "
                 "hashable answer, or None when there is none."
             ) from exc
-    return torch.tensor(out, dtype=torch.long)
+    return out
 
 
 def _world() -> tuple[int, int]:

@@ -121,6 +121,25 @@ def check_entropy(entropy: Any) -> str:
     return entropy
 
 
+GATHER_MODES = ("rows", "statistics")
+
+
+def check_gather(gather: Any, scheduler: Any) -> str:
+    """``gather``, checked: one of ``GATHER_MODES``; ``"statistics"`` only for a scheduler that does not replay."""
+    if not isinstance(gather, str) or gather not in GATHER_MODES:
+        raise InvalidInputError(
+            f"BanditGRPOTrainer(): `gather` must be one of {GATHER_MODES} (what the ranks exchange each round); got "
+            f"{gather!r}."
+        )
+    if gather == "statistics" and getattr(scheduler, "replays", None) is not False:
+        raise InvalidInputError(
+            f"BanditGRPOTrainer(): gather='statistics' keeps each row on the rank that generated it, so it needs a "
+            f"scheduler that only selects (`replays` False); {type(scheduler).__name__} replays rows (or does not "
+            "say): use gather='rows'."
+        )
+    return gather
+
+
 def write_trainer_state(folder: str, state: dict[str, Any]) -> None:
     """Write ``bandit_trainer_state.json`` into ``folder`` atomically (like the scheduler file)."""
     target = os.path.join(folder, STATE_FILE)

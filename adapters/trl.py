@@ -29,7 +29,9 @@ Per generation round:
 
 Multi-process runs decide on the global view: every rank gathers all rows and holds an identical scheduler,
 so ranks agree without communication and match one process that saw all the data; each rank then trains
-on every ``world_size``-th row. The scheduler and the adapter's counters are saved in each checkpoint
+on every ``world_size``-th row. With a scheduler that only selects, ``gather="statistics"`` gathers the
+per-row statistics alone (see `banditlib.adapters._trl_stats`): the same decisions, and each rank trains on its
+own selected rows. The scheduler and the adapter's counters are saved in each checkpoint
 (``scheduler.safetensors``, ``bandit_trainer_state.json``) and restored by ``resume_from_checkpoint``.
 
 References:
@@ -56,6 +58,7 @@ from banditlib.errors import InvalidInputError, StateError
 
 from . import _trl_batch as tb
 from . import _trl_checks as ck
+from . import _trl_stats as ts
 from ._trl_batch import default_answer_fn
 from ._trl_sketch import head_and_backbone, sketching
 from .rlvr.influence import sketch_matrices
@@ -144,6 +147,12 @@ class BanditGRPOTrainer(GRPOTrainer):
             ``"sampled"`` with ``use_vllm`` where TRL computes no ``old_per_token_logps`` and ``grad_sketch`` is
             None (it saves the extra forward there), else ``"exact"``. The choice is ``trainer.entropy_``.
             Keyword only.
+        gather: what the ranks exchange each round. ``"rows"`` (default): every row (ids, masks, log-probs) is
+            all-gathered, decided on and redistributed, which replay needs. ``"statistics"``, for a scheduler whose
+            ``replays`` flag is false: only per-row statistics and answer codes are all-gathered, the decisions
+            are the same, and each rank trains on the selected rows it holds (see
+            `banditlib.adapters._trl_stats`; docs/rlvr.md, "Several processes", has the bytes and times).
+            Keyword only.
         *args: passed to ``trl.GRPOTrainer``.
         **kwargs: passed to ``trl.GRPOTrainer`` (``model``, ``reward_funcs``, ``args``, ``train_dataset``...).
 
@@ -153,7 +162,8 @@ class BanditGRPOTrainer(GRPOTrainer):
             models; a custom ``rollout_func``; a scheduler lacking the interface; an ``answer_fn`` that is not
             callable; an ``entropy`` outside ``auto``, ``exact``, ``sampled``; a ``grad_sketch`` that is not None
             or a perfect square ``>= 4``, or a model without an output embedding layer behind a backbone (with
-            ``grad_sketch``). During training, when ``answer_fn`` raises (naming it and the row; the scheduler is
+            ``grad_sketch``); a ``gather`` other than ``"rows"`` or ``"statistics"``, or ``"statistics"`` with a
+            scheduler that replays. During training, when ``answer_fn`` raises (naming it and the row; the scheduler is
             then unchanged). On resume, for a checkpoint written with other settings.
 
     Examples:
@@ -178,6 +188,7 @@ class BanditGRPOTrainer(GRPOTrainer):
         answer_fn: AnswerFn | None = default_answer_fn,
         grad_sketch: int | None = None,
         entropy: str = "auto",
+        gather: str = "rows",
         **kwargs: Any,
     ) -> None:
         missing = [m for m in ("schedule", "observe", "state_dict", "load_state_dict", "save")
@@ -193,6 +204,7 @@ class BanditGRPOTrainer(GRPOTrainer):
                 f"(or None); got {type(answer_fn).__name__}."
             )
         sketch_side = ck.check_grad_sketch(grad_sketch)
+        ck.check_gather(gather, scheduler)
         ck.check_entropy(entropy)
         config = kwargs.get("args")
         ck.check_supported(
@@ -214,6 +226,7 @@ class BanditGRPOTrainer(GRPOTrainer):
         self.answer_fn = answer_fn
         self.grad_sketch = grad_sketch
         self.entropy = entropy
+        self.gather = gather
         self.sketch_left: torch.Tensor | None = None  # (V, k1) and (H, k2), fixed for the whole run
         self.sketch_right: torch.Tensor | None = None
         if sketch_side is not None:
@@ -375,8 +388,10 @@ class BanditGRPOTrainer(GRPOTrainer):
         """``(N,)`` int64 answer ids of the round's gathered completions (token ids in global row order)."""
         if self.answer_fn is None:
             raise StateError("BanditGRPOTrainer._answers(): called without an answer_fn.")
-        texts = cast(Any, self.processing_class).batch_decode(ids, skip_special_tokens=True)
-        return tb.answer_ids(texts, self.answer_fn)
+        return tb.answer_ids(self._texts(ids), self.answer_fn)
+
+    def _texts(self, ids: list[list[int]]) -> list[str]:
+        return cast(list[str], cast(Any, self.processing_class).batch_decode(ids, skip_special_tokens=True))
 
     def _schedule(self, out: dict[str, Any]) -> dict[str, Any]:
         device = out["prompt_ids"].device
@@ -387,28 +402,34 @@ class BanditGRPOTrainer(GRPOTrainer):
                 "completion(s); the scheduler needs a reward for each completion."
             )
         local, extra = self._local_rows(out)
-        batch = tb.build_global_batch(
-            local,
-            rewards,
-            num_generations=int(cast(int, self.num_generations)),
-            round=self._round,
-            answer_of=None if self.answer_fn is None else self._answers,
-        )
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
+        groups, steps = int(cast(int, self.num_generations)), int(cast(GRPOConfig, self.args).steps_per_generation or 1)
+        if self.gather == "statistics":
+            codes = None
+            if self.answer_fn is not None:  # this rank's completions, coded alike on every rank
+                codes = ts.answer_codes(self._texts(self._captured[1]), self.answer_fn)  # type: ignore[index]
+            batch = ts.build_statistics_batch(local, rewards, num_generations=groups, round=self._round, codes=codes)
+        else:
+            batch = tb.build_global_batch(local, rewards, num_generations=groups, round=self._round,
+                                          answer_of=None if self.answer_fn is None else self._answers)  # fmt: skip
         schedule, observed = tb.schedule_round(self.rollout_scheduler, batch, observe=self._round > 0)
         self._round += 1
-        rank, world = self.accelerator.process_index, self.accelerator.num_processes
-        rows, n_fresh, n_replay = tb.training_rows(
-            schedule,
-            batch,
-            multiple=int(cast(GRPOConfig, self.args).steps_per_generation or 1) * world,
-            loss_type=self.loss_type,
-            pad_token_id=self._tokenizer.pad_token_id,
-        )
-        num_items = rows["completion_mask"].sum()  # global: every rank holds all rows
         multiple_of = self.pad_to_multiple_of if isinstance(self.pad_to_multiple_of, int) else None
-        mine = tb.rank_rows(rows, rank, world, pad_to_multiple_of=multiple_of)
+        pad_id = self._tokenizer.pad_token_id
+        if self.gather == "statistics":  # this rank's selected rows, padded to the largest rank's count
+            rows, n_fresh, n_pad, num_items = ts.local_training_rows(
+                schedule, batch, local, rank=rank, world=world, multiple=steps, loss_type=self.loss_type,
+                pad_token_id=pad_id,
+            )  # fmt: skip
+            n_replay, mine = 0, tb.rank_rows(rows, 0, 1, pad_to_multiple_of=multiple_of)
+        else:  # every rank holds all rows: its share is every world-th one
+            rows, n_fresh, n_replay = tb.training_rows(schedule, batch, multiple=steps * world,
+                                                       loss_type=self.loss_type, pad_token_id=pad_id)  # fmt: skip
+            num_items = int(rows["completion_mask"].sum())
+            n_pad = rows["completion_mask"].shape[0] - n_fresh - n_replay
+            mine = tb.rank_rows(rows, rank, world, pad_to_multiple_of=multiple_of)
         result: dict[str, Any] = {k: v.to(device) for k, v in mine.items()}
-        result["num_items_in_batch"] = num_items.to(device)
+        result["num_items_in_batch"] = torch.tensor(num_items, device=device)
         if len(schedule.replay) == 0 and "old_per_token_logps" not in out:
             # On-policy rows only and TRL found no need for pi_old: let the loss use pi_theta.detach() as TRL does.
             del result["old_per_token_logps"]
@@ -419,7 +440,7 @@ class BanditGRPOTrainer(GRPOTrainer):
         metrics["scheduler/replayed"].append(float(n_replay))
         metrics["scheduler/predicted_gain"].append(tb.nan_if_none(schedule.predicted_gain))
         metrics["scheduler/observed_gain"].append(tb.nan_if_none(observed))
-        metrics["scheduler/padding_rows"].append(float(rows["completion_mask"].shape[0] - n_fresh - n_replay))
+        metrics["scheduler/padding_rows"].append(float(n_pad))
         metrics["scheduler/policy_updates"].append(self._policy_updates())
         metrics["scheduler/extra_forward"].append(float(extra))
         return result
@@ -448,7 +469,8 @@ class BanditGRPOTrainer(GRPOTrainer):
 
     def _resume_settings(self) -> dict[str, Any]:
         """What a checkpoint records and a resumed trainer must match."""
-        return {"grad_sketch": self.grad_sketch, "entropy": self.entropy_, "payload": self._payload_fields()}
+        return {"grad_sketch": self.grad_sketch, "entropy": self.entropy_, "payload": self._payload_fields(),
+                "gather": self.gather}  # fmt: skip
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
         super()._load_optimizer_and_scheduler(checkpoint)  # type: ignore[no-untyped-call]

@@ -416,34 +416,44 @@ def test_training_rows_pad_to_multiple() -> None:
     torch.testing.assert_close(rows["advantages"][:3], batch.advantage[:3] * 4 / 3)
 
 
-@pytest.mark.parametrize("name", ["cbs-both", "recency"])
-def test_two_gloo_processes_match_one_process(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize(("name", "gather", "loss_type"), [("cbs-both", "rows", "dapo"), ("recency", "rows", "dapo"),
+                                                     ("cbs-group", "statistics", "grpo"),
+                                                     ("dapo", "statistics", "dapo")])  # fmt: skip
+def test_two_gloo_processes_match_one_process(tmp_path: Path, name: str, gather: str, loss_type: str) -> None:
+    """Two ranks train, between them, on exactly the rows (with the same weights and token count) one process
+    that saw every row trains on; with gather='statistics' each keeps its own rows, padded to a common count."""
     import torch.multiprocessing as mp
 
     from banditlib._io import read_tensors
 
     worker = pytest.importorskip("trl_dist_worker")
-    mp.spawn(worker.simulate, args=(2, str(tmp_path), name), nprocs=2, join=True)
-    worker.simulate(0, 1, str(tmp_path), name)
-    states = [read_tensors(tmp_path / f"scheduler-{w}-{r}.safetensors", "test")[0] for w, r in [(2, 0), (2, 1), (1, 0)]]
-    for other in states[1:]:
-        assert other.keys() == states[0].keys()
-        for k in states[0]:
-            torch.testing.assert_close(other[k], states[0][k], msg=k)
-    rows = [json.loads((tmp_path / f"rows-{w}-{r}.json").read_text()) for w, r in [(2, 0), (2, 1), (1, 0)]]
+    mp.spawn(worker.simulate, args=(2, str(tmp_path), name, gather, loss_type), nprocs=2, join=True)
+    worker.simulate(0, 1, str(tmp_path), name, "rows", loss_type)
+    runs = [(gather, 2, 0), (gather, 2, 1), ("rows", 1, 0)]
+    states = [read_tensors(tmp_path / f"scheduler-{g}-{w}-{r}.safetensors", "test")[0] for g, w, r in runs]
+    # the statistics batches carry no payload or log-probs: the rest of the state is compared
+    kept = [{k: v for k, v in st.items() if gather == "rows" or not ("payload" in k or "logprobs" in k)}
+            for st in states]  # fmt: skip
+    for other in kept[1:]:
+        assert other.keys() == kept[0].keys()
+        for k in kept[0]:
+            torch.testing.assert_close(other[k], kept[0][k], msg=k)
+    rows = [json.loads((tmp_path / f"rows-{g}-{w}-{r}.json").read_text()) for g, w, r in runs]
     for t in range(len(rows[2])):
         split = sorted(map(json.dumps, rows[0][t]["rows"] + rows[1][t]["rows"]))
         assert split == sorted(map(json.dumps, rows[2][t]["rows"]))
         assert rows[0][t]["num_items"] == rows[1][t]["num_items"] == rows[2][t]["num_items"]
+        assert rows[0][t]["per_rank"] == rows[1][t]["per_rank"]
 
 
-def test_two_process_training_run_keeps_ranks_identical(tmp_path: Path) -> None:
+@pytest.mark.parametrize("gather", ["rows", "statistics"])
+def test_two_process_training_run_keeps_ranks_identical(tmp_path: Path, gather: str) -> None:
     # A real data-parallel run (torchrun + accelerate, gloo on CPU) whose groups straddle the two ranks.
     from banditlib._io import read_tensors
 
     script = Path(__file__).with_name("trl_accelerate_script.py")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-           str(tmp_path)]  # fmt: skip
+           str(tmp_path), gather]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(script.parent), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             cwd=script.parent, start_new_session=True)  # fmt: skip
@@ -483,6 +493,43 @@ def test_uniform_scheduler_trains_like_plain_grpo(tmp_path: Path) -> None:
     lb = [[h["loss"], h["grad_norm"]] for h in ours.state.log_history if "loss" in h]
     assert len(la) == 2
     torch.testing.assert_close(torch.tensor(lb), torch.tensor(la), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo"])
+def test_gather_statistics_trains_like_gather_rows_in_one_process(tmp_path: Path, loss_type: str) -> None:
+    """One process holds every row either way: the same decisions, the same loss inputs, the same losses."""
+    runs = {}
+    for gather in ("rows", "statistics"):
+        tr = trainer(tmp_path / gather, RolloutScheduler(mode="group", seed=0), adapter={"gather": gather},
+                     loss_type=loss_type)  # fmt: skip
+        spy = Spy(tr)
+        tr.train()
+        runs[gather] = spy, [[h["loss"], h["grad_norm"]] for h in tr.state.log_history if "loss" in h]
+    (rows, log_rows), (stats, log_stats) = runs["rows"], runs["statistics"]
+    assert len(log_rows) == 2 and log_stats == log_rows
+    assert [torch.equal(a[1].fresh, b[1].fresh) for a, b in zip(rows.rounds, stats.rounds, strict=True)] == [True] * 2
+    sb, rb = stats.rounds[0][0], rows.rounds[0][0]
+    assert sb.payload.keys() == {"tokens"} and sb.logprobs is not None and sb.logprobs.shape == (len(sb), 1)
+    torch.testing.assert_close(sb.logprobs[:, 0], rb.logprobs.sum(1))  # what the seq_logprob feature reads
+    for (a, la), (b, lb) in zip(rows.losses, stats.losses, strict=True):
+        assert la == lb and a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]) if torch.is_tensor(a[k]) else a[k] == b[k], k
+
+
+def test_gather_statistics_refuses_what_it_cannot_do(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match=r"gather='statistics' keeps each row .* RecencyReplay replays"):
+        trainer(tmp_path, RecencyReplay(reuse=2), adapter={"gather": "statistics"})
+    with pytest.raises(InvalidInputError, match="`gather` must be one of"):
+        trainer(tmp_path, UniformScheduler(), adapter={"gather": "tokens"})
+    # its buffer holds statistics only: a checkpoint of one mode does not resume in the other
+    tr = trainer(tmp_path / "s", DynamicSamplingFilter(), adapter={"gather": "statistics"}, max_steps=1,
+                 save_strategy="steps", save_steps=1)  # fmt: skip
+    tr.train()
+    with pytest.raises(InvalidInputError, match="written with gather='statistics', the trainer has gather='rows'"):
+        trainer(tmp_path / "r", DynamicSamplingFilter(), max_steps=2).train(
+            resume_from_checkpoint=str(tmp_path / "s" / "checkpoint-1")
+        )
 
 
 # ------------------------------------------------------------------------------------------------ answers
@@ -670,3 +717,15 @@ def test_grad_sketch_matches_autograd_and_trains_the_influence_label(tmp_path: P
     logs = [h for h in tr.state.log_history if "loss" in h]
     assert all(math.isfinite(h["loss"]) for h in logs)
     assert math.isfinite(logs[1]["scheduler/observed_gain"]) and logs[-1]["scheduler/policy_updates"] > 0
+
+
+def test_answer_codes_number_answers_as_answer_ids_do() -> None:
+    """gather='statistics': each rank codes its own answers; the gathered codes give answer_ids' ids."""
+    from banditlib.adapters import _trl_stats as ts
+
+    texts = ["so \\boxed{3}", "7 apples", "", "x = 3", "7"]
+    codes = torch.cat([ts.answer_codes(texts[:2], default_answer_fn), ts.answer_codes(texts[2:], default_answer_fn)])
+    assert torch.equal(ts.dense_ids(codes), tb.answer_ids(texts, default_answer_fn))
+    assert int(codes[2]) == -1 and int(codes[0]) == int(codes[3]) >= 0
+    with pytest.raises(InvalidInputError, match="failed on completion row 0"):
+        ts.answer_codes(["a"], lambda text: [text])  # unhashable

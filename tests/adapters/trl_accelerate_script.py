@@ -3,7 +3,8 @@
 A short BanditGRPOTrainer run with one prompt per rank and step, so every group of 4 completions straddles
 the two processes, with answers (the default ``answer_fn``) and gradient sketches. Each rank writes its
 scheduler, its logged metrics and the answer ids and sketches its scheduler saw to the directory given as
-argument.
+argument. A second argument sets ``gather`` (default ``"rows"``; ``"statistics"`` runs the paper's CBS
+in ``mode="group"``, which only selects).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from banditlib.adapters.rlvr import RolloutBatch
 from banditlib.adapters.trl import BanditGRPOTrainer
 
 
-def main(out: str) -> None:
+def main(out: str, gather: str = "rows") -> None:
     torch.set_num_threads(1)
     tr = BanditGRPOTrainer(
-        scheduler=SCHEDULERS["cbs-both"](),
+        scheduler=SCHEDULERS["cbs-both" if gather == "rows" else "cbs-group"](),
+        gather=gather,
         grad_sketch=16,
         model=make_model(),
         reward_funcs=reward_ones,
@@ -39,8 +41,8 @@ def main(out: str) -> None:
     schedule = tr.rollout_scheduler.schedule
 
     def record(batch: RolloutBatch) -> Any:
-        seen.append({"answer": batch.answer.tolist(), "grad": batch.grad.tolist(),
-                     "completions": batch.payload["completion_ids"].tolist()})  # fmt: skip
+        rows = batch.payload.get("completion_ids", batch.payload.get("tokens"))  # statistics: token counts only
+        seen.append({"answer": batch.answer.tolist(), "grad": batch.grad.tolist(), "completions": rows.tolist()})
         return schedule(batch)
 
     tr.rollout_scheduler.schedule = record
@@ -57,4 +59,4 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])
