@@ -79,6 +79,8 @@ class SchedulerLike(Protocol):
 
     def save(self, path: str) -> Any: ...
 
+    def restore(self, path: str) -> Any: ...  # read on resume only
+
 
 def round_up(n: int, multiple: int | None) -> int:
     """``n`` rounded up to a multiple of ``multiple`` (unchanged when ``multiple`` is None or 1)."""

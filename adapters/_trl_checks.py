@@ -14,7 +14,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from banditlib._io import read_tensors
 from banditlib.errors import InvalidInputError
 
 __all__ = [
@@ -185,21 +184,13 @@ def load_scheduler(scheduler: Any, checkpoint: str, expected: dict[str, Any]) ->
                 + (" (the replayed rows' fields follow `beta`, `use_vllm` and the vLLM importance-sampling settings)."
                    if key == "payload" else ".")
             )  # fmt: skip
-    # Load into the user's scheduler (it may hold objects a file cannot rebuild, e.g. a custom featurizer).
-    tensors, meta = read_tensors(path, where, require_checksum=lambda m: m.get("format_version") not in (None, "1"))
-    if meta.get("class", name) != name:
+    # Into the user's scheduler (it may hold objects a file cannot rebuild, e.g. a custom featurizer): the file's
+    # format, class and constructor arguments are checked first, and a state that does not fit changes nothing.
+    restore = getattr(scheduler, "restore", None)
+    if not callable(restore):
         raise InvalidInputError(
-            f"{where}: {path!r} holds a {meta.get('class')}, but the trainer's scheduler is a {name}."
+            f"{where}: the trainer's scheduler ({name}) has no `restore`, so it cannot resume in place; subclass "
+            "banditlib.adapters.rlvr.Scheduler."
         )
-    if "config" in meta and "scheduler_config" in state:
-        try:
-            file_config = json.loads(meta["config"])
-        except (ValueError, RecursionError):
-            raise InvalidInputError(f"{where}: {path!r} has unreadable constructor arguments.") from None
-        if file_config != state["scheduler_config"]:
-            raise InvalidInputError(f"{where}: {path!r} and {state_path!r} come from different checkpoints.")
-    upgrade = getattr(type(scheduler), "_upgrade", None)
-    if meta.get("format_version") == "1" and callable(upgrade):  # a checkpoint from before the redesign
-        _, tensors = upgrade("1", json.loads(meta.get("config", "{}")), dict(tensors), where)
-    scheduler.load_state_dict(tensors)  # all-or-nothing: a state that does not fit raises and changes nothing
+    restore(path)
     return int(state["round"])

@@ -134,8 +134,9 @@ class BanditGRPOTrainer(GRPOTrainer):
 
     Args:
         scheduler: a scheduler of `banditlib.adapters.rlvr` (``schedule``, ``observe``, ``state_dict``,
-            ``load_state_dict``, ``save``). Keyword only. With several processes it must be built identically
-            on every rank (same arguments and ``seed``); this is checked at construction.
+            ``load_state_dict``, ``save``; ``restore`` to resume from a checkpoint). Keyword only. With several
+            processes it must be built identically on every rank (same arguments and ``seed``); this is checked at
+            construction.
         answer_fn: ``completion_text -> hashable or None``, the final answer of a decoded completion (default
             [`default_answer_fn`][banditlib.adapters.trl.default_answer_fn]); ``None`` leaves ``RolloutBatch.answer``
             unset. Keyword only.

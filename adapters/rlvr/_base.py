@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -318,6 +319,43 @@ class Scheduler(Persistent):
         obj.load_state_dict(tensors)
         return obj
 
+    def restore(self, path: str | os.PathLike[str]) -> None:
+        """Load, in place, the state [`save`][banditlib.adapters.rlvr.Scheduler.save] wrote to ``path`` into this
+        scheduler, built with the saved class and constructor arguments: for a scheduler holding what a file
+        cannot rebuild (a custom featurizer), or one a trainer already holds. All or nothing.
+
+        Args:
+            path: the file.
+
+        Raises:
+            InvalidInputError: a corrupted or foreign file, or one holding another scheduler class, other
+                constructor arguments (of those the file records) or a state that does not fit; the scheduler is
+                unchanged.
+
+        Examples:
+            >>> import os, tempfile
+            >>> from banditlib.adapters.rlvr import DynamicSamplingFilter
+            >>> b = RolloutBatch.from_groups([{"reward": [1.0, 0.0], "entropy": [0.1, 0.2], "length": [3, 4]}])
+            >>> saved = DynamicSamplingFilter(); _ = saved.schedule(b)
+            >>> path = os.path.join(tempfile.mkdtemp(), "s.safetensors"); saved.save(path)
+            >>> again = DynamicSamplingFilter(); again.restore(path); again.state_dict()["has_round"].item()
+            True
+        """
+        where = f"{type(self).__name__}.restore()"
+        saved = type(self)._read_file(path, where)
+        if saved.target is not type(self):
+            raise InvalidInputError(
+                f"{where}: {os.fspath(path)!r} holds a {saved.target.__name__}, not a {type(self).__name__}."
+            )
+        config, tensors = type(self)._upgrade(saved.version, saved.config, dict(saved.tensors), where)
+        mine = json.loads(json.dumps(self.config))
+        if not _recorded_in(config, mine):  # arguments added since the file was written are not in it
+            raise InvalidInputError(
+                f"{where}: {os.fspath(path)!r} holds a {type(self).__name__} built with {config}, this one was built "
+                f"with {mine}."
+            )
+        self.load_state_dict(tensors)
+
     @classmethod
     def _upgrade(
         cls, version: str, config: dict[str, Any], tensors: dict[str, torch.Tensor], where: str
@@ -355,6 +393,14 @@ def rank_keys(scores: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     bits = (scores.to(torch.float32) + 0.0).view(torch.int32).to(torch.long)  # + 0.0 turns -0.0 into +0.0
     ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
     return (ordered << 32) | keys
+
+
+def _recorded_in(saved: Any, current: Any) -> bool:
+    """Whether every argument ``saved`` records (recursively, for nested configurations) has its value in
+    ``current``; keys ``current`` has beyond them are arguments added since."""
+    if isinstance(saved, dict):
+        return isinstance(current, dict) and all(k in current and _recorded_in(v, current[k]) for k, v in saved.items())
+    return bool(saved == current)
 
 
 def nan_scores(n: int, device: torch.device) -> torch.Tensor:

@@ -15,6 +15,7 @@ import banditlib
 from banditlib.adapters.rlvr import (
     BaselinedGain,
     ConsistencyLabel,
+    DynamicSamplingFilter,
     InfluenceLabel,
     RolloutBatch,
     RolloutLabel,
@@ -233,6 +234,25 @@ def test_a_file_of_the_previous_format_loads_as_the_paper_preset() -> None:
     assert torch.allclose(s.scores, torch.tensor(want["scores"]), atol=1e-6)
     assert math.isfinite(sch.observe(v1_batch(5)))  # and it goes on learning
     sch.schedule(v1_batch(5))
+
+
+def test_restore_loads_in_place_and_refuses_another_class_or_configuration(tmp_path: pathlib.Path) -> None:
+    """What a trainer resuming a scheduler it already holds relies on, old files included."""
+    old = DATA / "scheduler_v1.safetensors"
+    sch = RolloutScheduler.load(old)
+    held = RolloutScheduler(**{k: v for k, v in sch.config.items() if k not in ("rule", "label", "featurizer")},
+                            rule=sch.rule, label=sch.label, featurizer=sch.featurizer)  # fmt: skip
+    held.restore(old)
+    want = json.loads((DATA / "scheduler_v1_next.json").read_text())[0]
+    assert held.schedule(v1_batch(4)).fresh.tolist() == want["fresh"]
+    path = tmp_path / "s.safetensors"
+    RolloutScheduler(seed=0).save(path)
+    others = [(RolloutScheduler(seed=1), "built with"), (DynamicSamplingFilter(), "holds a 'RolloutScheduler'")]
+    for other, match in others:
+        before = other.state_dict()
+        with pytest.raises(InvalidInputError, match=match):
+            other.restore(path)
+        assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())
 
 
 def test_a_file_of_an_unknown_format_version_says_why(tmp_path: pathlib.Path) -> None:
