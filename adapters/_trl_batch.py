@@ -30,11 +30,12 @@ import torch.distributed as dist
 
 from banditlib.errors import InvalidInputError
 
+from .rlvr._base import SchedulerLike
 from .rlvr.batch import RolloutBatch
 
 __all__ = [
     "PAYLOAD_KEYS",
-    "SchedulerLike",
+    "TrainerScheduler",
     "answer_ids",
     "build_global_batch",
     "default_answer_fn",
@@ -66,12 +67,9 @@ _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?")
 _BOXED = "\\boxed{"
 
 
-class SchedulerLike(Protocol):
-    """What the adapter needs from a scheduler (the interface of ``banditlib.adapters.rlvr``)."""
-
-    def schedule(self, batch: RolloutBatch) -> Any: ...
-
-    def observe(self, batch: RolloutBatch) -> float | None: ...
+class TrainerScheduler(SchedulerLike, Protocol):
+    """What the TRL adapter needs from a scheduler: [`SchedulerLike`][banditlib.adapters.rlvr.SchedulerLike] and
+    its state (every [`Scheduler`][banditlib.adapters.rlvr.Scheduler] has it)."""
 
     def state_dict(self) -> dict[str, Any]: ...
 

@@ -185,7 +185,7 @@ class BanditGRPOTrainer(GRPOTrainer):
     def __init__(
         self,
         *args: Any,
-        scheduler: tb.SchedulerLike,
+        scheduler: tb.TrainerScheduler,
         answer_fn: AnswerFn | None = default_answer_fn,
         grad_sketch: int | None = None,
         entropy: str = "auto",

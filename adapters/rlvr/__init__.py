@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from banditlib.errors import StateError
 
-from ._base import Schedule, Scheduler
+from ._base import Schedule, Scheduler, SchedulerLike
 from .baselines import (
     DynamicSamplingFilter,
     MaxVarianceScheduler,
@@ -62,6 +62,7 @@ __all__ = [
     "RoundGain",
     "Schedule",
     "Scheduler",
+    "SchedulerLike",
     "SelectionRule",
     "SoftWeights",
     "StateError",

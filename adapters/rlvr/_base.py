@@ -8,7 +8,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import torch
 
@@ -18,7 +18,7 @@ from banditlib.errors import InvalidInputError, StateError
 
 from .batch import RolloutBatch
 
-__all__ = ["Schedule", "Scheduler"]
+__all__ = ["Schedule", "Scheduler", "SchedulerLike"]
 
 FORMAT = "banditlib.rlvr.scheduler"
 FORMAT_VERSION = "2"
@@ -107,6 +107,57 @@ class Schedule:
         """Share of the round's fresh rollouts kept, weighted: ``sum(fresh_weight) / N`` (1.0 keeps all)."""
         n = int(self.scores.shape[0])
         return float(self.fresh_weight.double().sum()) / n if n else 0.0
+
+
+class SchedulerLike(Protocol):
+    """What the simulator's loop ([`run`][banditlib.adapters.rlvr.sim.loop.run]) and the trainer adapters need of a
+    scheduler; every [`Scheduler`][banditlib.adapters.rlvr.Scheduler] has it. A structural type: any object with
+    these members will do, no base class needed. A scheduler whose ``uses_probe`` attribute is true also gets
+    the round's trusted probe batch, as ``probe=``, in both calls, where there is one
+    ([`Simulator.probe`][banditlib.adapters.rlvr.sim.loop.Simulator.probe]); one whose ``replays`` attribute is
+    false may be run where rows cannot travel (verl's sampler, ``BanditGRPOTrainer(gather="statistics")``).
+    Replayed rows must come from earlier batches (they need their ``logprobs`` and ``payload``).
+
+    Attributes:
+        name: the run's name ([`RunResult.name`][banditlib.adapters.rlvr.sim.loop.RunResult]).
+
+    Examples:
+        A minimal scheduler: the first half of every round, nothing learned.
+
+        >>> class FirstHalf:
+        ...     name = "first-half"
+        ...     def schedule(self, batch):
+        ...         return Schedule.keep(batch, torch.arange(len(batch) // 2))
+        ...     def observe(self, batch):
+        ...         return None
+        >>> b = RolloutBatch.from_groups([{"reward": [1.0, 0.0, 1.0, 0.0], "entropy": [0.1] * 4, "length": [3] * 4}])
+        >>> FirstHalf().schedule(b).fresh.tolist()
+        [0, 1]
+    """
+
+    name: str
+
+    def schedule(self, batch: RolloutBatch) -> Schedule:
+        """The decision for round ``t``'s fresh rollouts.
+
+        Args:
+            batch: the round's rollouts.
+
+        Returns:
+            The [`Schedule`][banditlib.adapters.rlvr.Schedule]; the simulator and the trainers check its shapes.
+        """
+        ...
+
+    def observe(self, batch: RolloutBatch) -> float | None:
+        """Round ``t + 1``'s fresh rollouts, the outcome of the last decision.
+
+        Args:
+            batch: the next round's rollouts.
+
+        Returns:
+            The observed gain (the simulator records it as ``observed_gain``), or ``None``.
+        """
+        ...
 
 
 class Scheduler(Persistent):

@@ -15,13 +15,14 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
 from banditlib.errors import InvalidInputError
 
 from .. import RolloutBatch, Schedule
+from .._base import SchedulerLike
 from ..groups import group_range
 from ..influence import head_gradients
 from .train import AdamState, adam_init, grpo_advantages, ppo_step, warm_start
@@ -63,58 +64,6 @@ def single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-class SchedulerLike(Protocol):
-    """What the loop needs of a scheduler (every scheduler of ``banditlib.adapters.rlvr`` has it). A scheduler
-    whose ``uses_probe`` attribute is true also gets the round's trusted probe batch, as ``probe=``, in both
-    calls ([`Simulator.probe`][banditlib.adapters.rlvr.sim.loop.Simulator.probe]).
-
-    A structural type: any object with these members will do, no base class needed. Replayed rows must come
-    from earlier batches (they need their ``logprobs`` and the ``payload`` the simulator stores).
-
-    Attributes:
-        name: the run's name ([`RunResult.name`][banditlib.adapters.rlvr.sim.loop.RunResult]).
-
-    Examples:
-        A minimal scheduler: the first half of every round, nothing learned.
-
-        >>> class FirstHalf:
-        ...     name = "first-half"
-        ...     def schedule(self, batch):
-        ...         n = len(batch) // 2
-        ...         return Schedule(torch.arange(n), torch.ones(n), batch.select(torch.arange(0)), torch.ones(0),
-        ...                         torch.full((len(batch),), float("nan")), float("nan"))
-        ...     def observe(self, batch):
-        ...         return None
-        >>> run(FirstHalf(), seed=0, steps=1, config=SimConfig(prompts_per_round=4, group_size=4)).backward
-        [0, 8]
-    """
-
-    name: str
-
-    def schedule(self, batch: RolloutBatch) -> Schedule:
-        """The decision for round ``t``'s fresh rollouts.
-
-        Args:
-            batch: the round's ``B G`` rollouts, as built by
-                [`Simulator.generate`][banditlib.adapters.rlvr.sim.loop.Simulator.generate].
-
-        Returns:
-            The [`Schedule`][banditlib.adapters.rlvr.Schedule]; the loop checks its shapes.
-        """
-        ...
-
-    def observe(self, batch: RolloutBatch) -> float | None:
-        """Round ``t + 1``'s fresh rollouts, the outcome of the last decision.
-
-        Args:
-            batch: the next round's rollouts.
-
-        Returns:
-            The observed gain, recorded as ``observed_gain``, or ``None``.
-        """
-        ...
 
 
 class Simulator:
