@@ -363,7 +363,7 @@ def main() -> None:
     print(f"torch threads: {torch.get_num_threads()} (torch.set_num_threads(1); one process)\n")
     ex = load_example()
     if opts.quick:
-        steps, seeds, repeats, lr, overhead_steps = 10, 2, 2, 1e-3, 12
+        steps, seeds, repeats, lr, overhead_steps = 6, 2, 2, 1e-3, 4  # a smoke run: every code path, no claim
         sketch_shape, sketch_repeats = (8192, 256, 256), 2
     else:
         steps, seeds, repeats, lr, overhead_steps = 200, 10, 12, 1e-3, 48
