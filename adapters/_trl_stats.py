@@ -23,6 +23,7 @@ reference or vLLM log-probs), ``"statistics"`` ``n (33 + 4 k)`` with a ``k``-wid
 from __future__ import annotations
 
 import hashlib
+import numbers
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import torch
@@ -37,9 +38,22 @@ __all__ = ["answer_codes", "build_statistics_batch", "dense_ids", "local_trainin
 _STATS = ("advantage", "entropy", "length", "truncated", "tokens", "seq_logprob", "answer", "grad")
 
 
+def _canonical(answer: object) -> str:
+    """A text equal for answers a dict treats as one key: numbers by value (``1``, ``1.0`` and ``True`` alike),
+    tuples element by element, anything else by its ``repr``."""
+    if isinstance(answer, numbers.Integral):
+        return repr(int(answer))
+    if isinstance(answer, float) and answer.is_integer():
+        return repr(int(answer))
+    if isinstance(answer, tuple):
+        return "(" + ",".join(_canonical(a) for a in answer) + ")"
+    return repr(answer)
+
+
 def answer_codes(texts: Sequence[str], answer_fn: Callable[[str], Hashable | None]) -> torch.Tensor:
     """``(n,)`` int64 codes of this rank's answers, equal for equal answers on every rank: the first 63 bits
-    of the BLAKE2b digest of the answer's ``repr`` (``-1`` for None), so ranks agree without exchanging text.
+    of the BLAKE2b digest of a canonical text of the answer (its ``repr``; numbers by value, so ``1`` and ``1.0``
+    agree as they do as dict keys), ``-1`` for None, so ranks agree without exchanging text.
 
     Args:
         texts: this rank's decoded completions.
@@ -56,7 +70,7 @@ def answer_codes(texts: Sequence[str], answer_fn: Callable[[str], Hashable | Non
         if answer is None:
             out.append(-1)
         else:
-            digest = hashlib.blake2b(repr(answer).encode(), digest_size=8).digest()
+            digest = hashlib.blake2b(_canonical(answer).encode(), digest_size=8).digest()
             out.append(int.from_bytes(digest, "little") >> 1)
     return torch.tensor(out, dtype=torch.long)
 

@@ -729,3 +729,8 @@ def test_answer_codes_number_answers_as_answer_ids_do() -> None:
     assert int(codes[2]) == -1 and int(codes[0]) == int(codes[3]) >= 0
     with pytest.raises(InvalidInputError, match="failed on completion row 0"):
         ts.answer_codes(["a"], lambda text: [text])  # unhashable
+    # answers a dict treats as one key get one code: numbers by value, tuples element by element
+    values = {"1": 1, "1.0": 1.0, "true": True, "2.5": 2.5, "t": (1, "x"), "t2": (1.0, "x"), "s": "1"}
+    got = ts.answer_codes(list(values), values.__getitem__).tolist()
+    want = tb.answer_ids(list(values), values.__getitem__).tolist()
+    assert ts.dense_ids(torch.tensor(got)).tolist() == want == [0, 0, 0, 1, 2, 2, 3]
