@@ -282,16 +282,7 @@ def build_global_batch(
         local[f"{k}_rev"] = local.pop(k).flip(1)
     g = {k: gather_rows(v).cpu() for k, v in local.items()}
     n = g["advantage"].shape[0]
-    if reward.shape != (n,):
-        raise InvalidInputError(
-            f"build_global_batch(): `reward` must have shape (N,) = ({n},) to match the gathered rows; got "
-            f"{tuple(reward.shape)}."
-        )
-    if n % num_generations:
-        raise InvalidInputError(
-            f"build_global_batch(): the {n} gathered rows are not whole groups of `num_generations` = "
-            f"{num_generations}."
-        )
+    check_gathered(reward, n, num_generations, "build_global_batch()")
     answer = None
     if answer_of is not None:
         ids = [row[: int(k)].tolist() for row, k in zip(g["completion_ids"], g["length"], strict=True)]
@@ -309,6 +300,39 @@ def build_global_batch(
         answer=answer,
         grad=g["grad"].float() if "grad" in g else None,
     )
+
+
+def check_gathered(reward: torch.Tensor, n: int, num_generations: int, where: str) -> None:
+    """Raise unless ``reward`` ``(N,)`` covers the ``n`` gathered rows and they are whole groups of ``G``."""
+    if reward.shape != (n,):
+        raise InvalidInputError(
+            f"{where}: `reward` must have shape (N,) = ({n},) to match the gathered rows; got {tuple(reward.shape)}."
+        )
+    if n % num_generations:
+        raise InvalidInputError(
+            f"{where}: the {n} gathered rows are not whole groups of `num_generations` = {num_generations}."
+        )
+
+
+def check_weights(weight: torch.Tensor) -> None:
+    """Raise on negative or non-finite loss weights."""
+    if not bool(torch.isfinite(weight).all()) or bool((weight < 0).any()):
+        raise InvalidInputError("BanditGRPOTrainer: the scheduler returned negative or non-finite loss weights.")
+
+
+def pad_rows(out: dict[str, torch.Tensor], n_pad: int, pad_token_id: int) -> dict[str, torch.Tensor]:
+    """``out`` with ``n_pad`` padding rows appended: zero completion mask (they add nothing to any loss), pad
+    tokens, and one attended prompt token (so attention over a padding row stays finite)."""
+    if not n_pad:
+        return out
+    fill = {"prompt_ids": pad_token_id, "completion_ids": pad_token_id}
+    padded = {}
+    for k, v in out.items():
+        pad = v.new_full((n_pad, *v.shape[1:]), fill.get(k, 0))
+        if k == "prompt_mask":
+            pad[:, -1] = 1
+        padded[k] = torch.cat([v, pad])
+    return padded
 
 
 def schedule_round(scheduler: SchedulerLike, batch: RolloutBatch, *, observe: bool) -> tuple[Any, float | None]:
@@ -354,8 +378,7 @@ def training_rows(
     fresh = batch.select(schedule.fresh.long().cpu())
     replay: RolloutBatch = schedule.replay
     weight = torch.cat([schedule.fresh_weight.float().cpu(), schedule.replay_weight.float().cpu()])
-    if not bool(torch.isfinite(weight).all()) or bool((weight < 0).any()):
-        raise InvalidInputError("BanditGRPOTrainer: the scheduler returned negative or non-finite loss weights.")
+    check_weights(weight)
     rows = _cat_ragged(fresh, replay.to("cpu")) if len(replay) else fresh
     keep = weight > 0
     rows, weight = rows.select(keep), weight[keep]
@@ -368,13 +391,7 @@ def training_rows(
     out["old_per_token_logps"] = rows.logprobs
     out["advantages"] = rows.advantage * weight * scale
     out["length"] = rows.length
-    if n_pad:
-        fill = {"prompt_ids": pad_token_id, "completion_ids": pad_token_id}
-        for k, v in out.items():
-            pad = v.new_full((n_pad, *v.shape[1:]), fill.get(k, 0))
-            if k == "prompt_mask":  # one attended token, so attention over a padding row stays finite
-                pad[:, -1] = 1
-            out[k] = torch.cat([v, pad])
+    out = pad_rows(out, n_pad, pad_token_id)
     return out, n_fresh, n_real - n_fresh
 
 

@@ -30,7 +30,15 @@ import torch
 
 from banditlib.errors import InvalidInputError
 
-from ._trl_batch import ROW_NORMALISED_LOSSES, extract_answers, gather_rows, round_up
+from ._trl_batch import (
+    ROW_NORMALISED_LOSSES,
+    check_gathered,
+    check_weights,
+    extract_answers,
+    gather_rows,
+    pad_rows,
+    round_up,
+)
 from .rlvr.batch import RolloutBatch
 
 __all__ = ["answer_codes", "build_statistics_batch", "dense_ids", "local_training_rows"]
@@ -127,16 +135,7 @@ def build_statistics_batch(
         mine["grad"] = local["grad"].float()
     g = {k: gather_rows(mine[k]).cpu() for k in _STATS if k in mine}
     n = g["advantage"].shape[0]
-    if reward.shape != (n,):
-        raise InvalidInputError(
-            f"build_statistics_batch(): `reward` must have shape (N,) = ({n},) to match the gathered rows; got "
-            f"{tuple(reward.shape)}."
-        )
-    if n % num_generations:
-        raise InvalidInputError(
-            f"build_statistics_batch(): the {n} gathered rows are not whole groups of `num_generations` = "
-            f"{num_generations}."
-        )
+    check_gathered(reward, n, num_generations, "build_statistics_batch()")
     return RolloutBatch.from_tensors(
         group=torch.arange(n) // num_generations, reward=reward.detach().float().cpu(), advantage=g["advantage"],
         entropy=g["entropy"], length=g["length"], truncated=g["truncated"], round=round,
@@ -186,8 +185,7 @@ def local_training_rows(
     if len(schedule.replay):  # type: ignore[attr-defined]
         raise InvalidInputError("BanditGRPOTrainer(gather='statistics'): the scheduler replayed rows; only "
                                 "selection is supported without gathering the rows (use gather='rows').")  # fmt: skip
-    if not bool(torch.isfinite(weight).all()) or bool((weight < 0).any()):
-        raise InvalidInputError("BanditGRPOTrainer: the scheduler returned negative or non-finite loss weights.")
+    check_weights(weight)
     keep = weight > 0
     fresh, weight = fresh[keep], weight[keep]
     n = len(batch) // world
@@ -204,13 +202,6 @@ def local_training_rows(
     out["old_per_token_logps"] = local["logprobs"].cpu()[mine]
     out["advantages"] = local["advantage"].cpu()[mine] * weight[owner == rank] * scale
     out["length"] = local["length"].cpu()[mine]
-    n_pad = per_rank - int(mine.shape[0])
-    if n_pad:
-        fill = {"prompt_ids": pad_token_id, "completion_ids": pad_token_id}
-        for k, v in out.items():
-            pad = v.new_full((n_pad, *v.shape[1:]), fill.get(k, 0))
-            if k == "prompt_mask":  # one attended token, so attention over a padding row stays finite
-                pad[:, -1] = 1
-            out[k] = torch.cat([v, pad])
+    out = pad_rows(out, per_rank - int(mine.shape[0]), pad_token_id)
     num_items = int(batch.payload["tokens"][fresh].sum())
     return out, total, world * per_rank - total, num_items

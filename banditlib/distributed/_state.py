@@ -181,22 +181,23 @@ def agree(signature: dict[str, Any], group: Any, world: int, where: str, verb: s
     for r, s in enumerate(sigs):
         for kind, message in s["problems"]:
             raise (StateError if kind == "state" else InvalidInputError)(f"{where}: rank {r}: {message}{tail}")
-    for r, s in enumerate(sigs[1:], start=1):
-        if s["base"] != ref["base"]:
-            raise StateError(
-                f"{where}: rank {r} does not start from the state rank 0 starts from (the state of the last sync, or "
-                "before the first a fresh policy: neural policies built with different seeds have different initial "
-                "networks); call banditlib.distributed.broadcast_(policy) on every rank before the first update, "
-                f"and after loading a checkpoint.{tail}"
-            )
-    for r, s in enumerate(sigs[1:], start=1):
-        if s["rounds"] != ref["rounds"]:
-            raise InvalidInputError(
-                f"{where}: rank {r} made {s['rounds']} rounds since the last sync where rank 0 made {ref['rounds']}; "
-                "with forgetting (forget < 1) every rank must make the same number of rounds (rows of update) "
-                "between syncs: round t of every rank is then one round of the combined process, holding every "
-                f"rank's rows, discounted alike.{tail}"
-            )
+    # Then, field by field, what rank 0 must share with every rank once the signatures match.
+    shared: list[tuple[str, type[Exception], Any]] = [
+        ("base", StateError, lambda r, s: (
+            f"rank {r} does not start from the state rank 0 starts from (the state of the last sync, or before the "
+            "first a fresh policy: neural policies built with different seeds have different initial networks); "
+            "call banditlib.distributed.broadcast_(policy) on every rank before the first update, and after "
+            "loading a checkpoint.")),
+        ("rounds", InvalidInputError, lambda r, s: (
+            f"rank {r} made {s['rounds']} rounds since the last sync where rank 0 made {ref['rounds']}; with "
+            "forgetting (forget < 1) every rank must make the same number of rounds (rows of update) between "
+            "syncs: round t of every rank is then one round of the combined process, holding every rank's rows, "
+            "discounted alike.")),
+    ]  # fmt: skip
+    for field, error, message in shared:
+        for r, s in enumerate(sigs[1:], start=1):
+            if s[field] != ref[field]:
+                raise error(f"{where}: {message(r, s)}{tail}")
 
 
 def difference(field: str, r: int, got: Any, want: Any) -> str:
