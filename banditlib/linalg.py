@@ -24,8 +24,10 @@ __all__ = [
     "cholesky_factor",
     "discount_weights",
     "drift_tolerance",
+    "grouped_gram",
     "inverse_factor",
     "inverse_residual",
+    "pad_groups",
     "probe_vector",
     "quad_form",
     "rank_update",
@@ -218,3 +220,73 @@ def drift_tolerance(dtype: torch.dtype) -> float:
 def quad_form(X: torch.Tensor, A_inv: torch.Tensor) -> torch.Tensor:
     """``x^T A^-1 x`` for every row: ``X`` ``(M, n, d)`` against ``A_inv`` ``(M, d, d)`` -> ``(M, n)``."""
     return (torch.matmul(X, A_inv) * X).sum(-1)
+
+
+def pad_groups(
+    U: torch.Tensor,
+    c: torch.Tensor,
+    order: torch.Tensor,
+    inverse: torch.Tensor,
+    counts: torch.Tensor,
+    n_max: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scatter rows into ``(T, n_max, d)`` by group, zero-padded (zero rows change no statistic), for a batched
+    Woodbury update of ``T`` models with at most ``n_max`` rows each.
+
+    Args:
+        U: ``(N, d)`` rows.
+        c: ``(N,)`` coefficients.
+        order: ``(N,)`` the rows sorted by group (a stable argsort of ``inverse``).
+        inverse: ``(N,)`` group of each row in ``[0, T)``.
+        counts: ``(T,)`` rows per group.
+        n_max: the largest count.
+
+    Returns:
+        ``(T, n_max, d)`` rows and ``(T, n_max)`` coefficients.
+    """
+    group = inverse[order]
+    offsets = torch.cumsum(counts, 0) - counts
+    pos = torch.arange(U.shape[0], device=U.device) - offsets[group]
+    U3 = U.new_zeros(counts.shape[0], n_max, U.shape[1])
+    c2 = c.new_zeros(counts.shape[0], n_max)
+    U3[group, pos] = U[order]
+    c2[group, pos] = c[order]
+    return U3, c2
+
+
+def grouped_gram(
+    A: torch.Tensor,
+    b: torch.Tensor,
+    U: torch.Tensor,
+    c: torch.Tensor,
+    order: torch.Tensor | None,
+    counts: torch.Tensor,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``scale A_t + U_t^T U_t`` and ``scale b_t + U_t^T c_t`` per group ``t``, one GEMM per group.
+
+    Args:
+        A: ``(T, d, d)`` Gram matrices.
+        b: ``(T, d)`` vectors.
+        U: ``(N, d)`` rows.
+        c: ``(N,)`` coefficients.
+        order: ``(N,)`` the rows sorted by group (``None``: a single group holding every row).
+        counts: ``(T,)`` rows per group.
+        scale: the discount applied to ``A`` and ``b`` first.
+
+    Returns:
+        The new ``A`` ``(T, d, d)`` and ``b`` ``(T, d)``.
+    """
+    if order is None:
+        return rank_update(A, U.unsqueeze(0), scale), vector_update(
+            b, U.unsqueeze(0), c.unsqueeze(0), scale
+        )
+    U, c = U[order], c[order]
+    A_new, b_new = A * scale, b * scale
+    start = 0
+    for t, n in enumerate(counts.tolist()):
+        Ug, cg = U[start : start + n], c[start : start + n]
+        A_new[t] += Ug.T @ Ug
+        b_new[t] += cg @ Ug
+        start += n
+    return A_new, b_new

@@ -62,7 +62,7 @@ API_PAGE = """
 <div class="doc doc-object doc-class">
   <h3 id="banditlib.LinUCB" class="doc doc-heading"><span>banditlib.LinUCB</span></h3>
   <div class="doc doc-contents first">
-    <p class="doc doc-class-bases">Bases: <code>_RidgePolicy</code></p>
+    <p class="doc doc-class-bases">Bases: <code>RidgeEstimator</code></p>
     <p>LinUCB: ridge regression plus an upper-confidence bonus.</p>
     <div class="doc doc-children">
       <div class="doc doc-object doc-function">
@@ -75,7 +75,7 @@ API_PAGE = """
 <div class="doc doc-object doc-class">
   <h3 id="banditlib.policies.linear.LinTS" class="doc doc-heading">LinTS</h3>
   <div class="doc doc-contents first">
-    <p class="doc doc-class-bases">Bases: <code>_RidgePolicy</code></p>
+    <p class="doc doc-class-bases">Bases: <code>RidgeEstimator</code></p>
     <div class="doc doc-children">
       <div class="doc doc-object doc-function">
         <h4 id="banditlib.policies.linear.LinTS.load" class="doc doc-heading">load</h4>

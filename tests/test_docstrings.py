@@ -20,6 +20,7 @@ import pytest
 
 import banditlib
 import banditlib.adapters
+from banditlib.policies.base import registered_policies
 
 # Modules that need an optional framework: checked only where it imports.
 OPTIONAL = {"banditlib.adapters.trl": "trl"}
@@ -191,10 +192,11 @@ def test_the_section_parser() -> None:
 
 def _args_entries(doc: str) -> dict[str, str]:
     """``name -> text`` of each entry of a Google-style ``Args:`` section (continuation lines joined)."""
-    block = doc.split("\n    Args:\n", 1)[1].split("\n\n", 1)[0]
+    doc = inspect.cleandoc(doc)
+    block = doc.split("\nArgs:\n", 1)[1].split("\n\n", 1)[0]
     entries: dict[str, str] = {}
     for line in block.splitlines():
-        if line.startswith("        ") and not line.startswith("         "):
+        if line.startswith("    ") and not line.startswith("     "):
             name, _, text = line.strip().partition(":")
             entries[name] = text.strip()
         else:
@@ -202,15 +204,19 @@ def _args_entries(doc: str) -> dict[str, str]:
     return entries
 
 
-@pytest.mark.parametrize(
-    "first,second",
-    [(banditlib.NeuralUCB, banditlib.NeuralTS), (banditlib.NeuralLinUCB, banditlib.NeuralLinTS)],
-    ids=["NeuralUCB-NeuralTS", "NeuralLinUCB-NeuralLinTS"],
-)
-def test_twin_policies_document_their_shared_arguments_alike(first: type, second: type) -> None:
-    """The twins' docstrings are written out (static docs tools cannot read a built ``__doc__``), so the Args
-    they share are kept identical here instead of by construction."""
-    a, b = _args_entries(first.__doc__ or ""), _args_entries(second.__doc__ or "")
-    shared = set(a) & set(b)
-    assert len(shared) >= 12
-    assert {k: a[k] for k in shared} == {k: b[k] for k in shared}
+@pytest.mark.parametrize("name,cls", sorted(registered_policies().items()), ids=sorted(registered_policies()))
+def test_policy_docs_list_exactly_the_constructor_arguments(name: str, cls: type) -> None:
+    """The ``Args:`` section and the signature are derived from the same declarations
+    (`banditlib.policies._params`): every argument is documented, once, in signature order."""
+    entries = _args_entries(cls.__doc__ or "")
+    assert list(entries) == list(inspect.signature(cls).parameters)
+    assert all(text for text in entries.values()), entries
+
+
+def test_policies_sharing_an_estimator_document_its_arguments_alike() -> None:
+    """Written once per component: the twins over one estimator say the same of the arguments they share."""
+    for first, second in [(banditlib.NeuralUCB, banditlib.NeuralTS), (banditlib.LinUCB, banditlib.EpsilonGreedy)]:
+        a, b = _args_entries(first.__doc__ or ""), _args_entries(second.__doc__ or "")
+        shared = set(a) & set(b)
+        assert len(shared) >= 9
+        assert {k: a[k] for k in shared} == {k: b[k] for k in shared}

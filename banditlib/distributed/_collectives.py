@@ -10,9 +10,9 @@ import torch.distributed as dist
 from banditlib import linalg
 from banditlib.distributed._state import BASES, COUNT, MAX, MEAN, ROUNDS, SUM, View, capture
 from banditlib.errors import BanditError, InvalidInputError, NumericalError, StateError
-from banditlib.policies.neural import _GradientBandit
-from banditlib.policies.neural_linear import _NeuralLinear
-from banditlib.policies.ridge import _RidgePolicy
+from banditlib.policies.neural import GradientEstimator
+from banditlib.policies.neural_linear import NeuralLinearEstimator
+from banditlib.policies.ridge import RidgeEstimator
 
 ERRORS: list[type[BanditError]] = [InvalidInputError, NumericalError, StateError]
 
@@ -78,7 +78,7 @@ def reduce_increments(
         # gamma^R (A_base - reg I) + reg I and gamma^R b_base; each rank's increment over that discounted base is
         # its own discounted data, and their sum is the data of one process whose round t held every rank's rows.
         policy = view.policy
-        if not isinstance(policy, _RidgePolicy):  # inspect_policy counts rounds for ridge policies only
+        if not isinstance(policy, RidgeEstimator):  # inspect_policy counts rounds for ridge policies only
             raise StateError("all_reduce_(): internal error: rounds counted for a policy without forgetting.")
         scale = policy.forget**view.rounds
         eye = torch.eye(policy.dim, dtype=f64, device=base["A_"].device)
@@ -93,7 +93,7 @@ def reduce_increments(
         return torch.cat(parts) if parts else torch.empty(0, dtype=dtype)
 
     policy = view.policy
-    refit = isinstance(policy, _NeuralLinear)
+    refit = isinstance(policy, NeuralLinearEstimator)
     # whether the rank's network changed since the last sync (then its A_, b_ are over other features)
     changed = refit and not torch.equal(state["net.params"].detach(), base["net.params"].to(policy.device))
     trained = torch.tensor([int(changed)], device=policy.device)
@@ -127,7 +127,7 @@ def refit_union(
     """NeuralLin*'s ``A = reg I + sum phi phi^T``, ``b = sum phi r`` over the union of the ranks' histories, under
     the averaged network (what the policy's own refit computes over one history)."""
     policy = view.policy
-    if not isinstance(policy, _NeuralLinear):  # only NeuralLin* policies are rebuilt from histories
+    if not isinstance(policy, NeuralLinearEstimator):  # only NeuralLin* policies are rebuilt from histories
         raise StateError(f"all_reduce_(): internal error: {type(policy).__name__} has no history refit.")
     q = policy.A_.shape[0]
     failed = 0
@@ -153,9 +153,9 @@ def derive(view: View, new: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The full new state: source entries cast back, inverses and estimates recomputed as the policy does."""
     policy, f64 = view.policy, torch.float64
     out = {n: t.to(view.state[n].device, view.state[n].dtype) for n, t in new.items()}
-    if isinstance(policy, (_RidgePolicy, _NeuralLinear)) and "A_" in out:
+    if isinstance(policy, (RidgeEstimator, NeuralLinearEstimator)) and "A_" in out:
         A, b = out["A_"], out["b_"]
-        A3, b2 = (A, b) if isinstance(policy, _RidgePolicy) else (A[None], b[None])
+        A3, b2 = (A, b) if isinstance(policy, RidgeEstimator) else (A[None], b[None])
         if not (bool(torch.isfinite(A3).all()) and bool(torch.isfinite(b2).all())):
             raise NumericalError("the summed statistics `A_`, `b_` are not finite.")
         try:
@@ -164,11 +164,11 @@ def derive(view: View, new: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             raise InvalidInputError(f"the summed statistics were refused: {str(exc).split(': ', 1)[-1]}") from None
         A_inv = linalg.refresh_inverse(A3, policy.dtype)
         theta = torch.bmm(A_inv.to(f64), b2.unsqueeze(-1)).squeeze(-1).to(policy.dtype)
-        if isinstance(policy, _RidgePolicy):
+        if isinstance(policy, RidgeEstimator):
             out.update(A_inv_=A_inv, theta_=theta, refresh_counter=torch.zeros_like(view.state["refresh_counter"]))
         else:
             out.update(A_inv_=A_inv[0], theta_=theta[0])
-    if isinstance(policy, _GradientBandit) and "Z_" in out:
+    if isinstance(policy, GradientEstimator) and "Z_" in out:
         out["Z_inv_"] = linalg.refresh_inverse(out["Z_"][None], policy.dtype)[0]
     return out
 

@@ -16,9 +16,9 @@ import torch.distributed as dist
 from banditlib.errors import InvalidInputError, StateError
 from banditlib.policies._neural_base import _NeuralPolicy
 from banditlib.policies.base import Policy
-from banditlib.policies.neural import _GradientBandit
-from banditlib.policies.neural_linear import _NeuralLinear
-from banditlib.policies.ridge import _RidgePolicy
+from banditlib.policies.neural import GradientEstimator
+from banditlib.policies.neural_linear import NeuralLinearEstimator
+from banditlib.policies.ridge import RidgeEstimator
 
 # How each state entry is synced.
 SUM = "summed"  # float64 statistics: base + sum of the ranks' increments
@@ -34,11 +34,11 @@ SOURCE = (SUM, COUNT, ROUNDS, MEAN, MAX, SAME)  # what the state at the last syn
 
 RULES: list[tuple[type, dict[str, str]]] = [
     (Policy, {"rng_seed": LOCAL, "rng_counter": LOCAL}),
-    (_RidgePolicy, {"A_": SUM, "b_": SUM, "n_updates_": COUNT, "n_rounds_": ROUNDS, "A_inv_": DERIVED,
+    (RidgeEstimator, {"A_": SUM, "b_": SUM, "n_updates_": COUNT, "n_rounds_": ROUNDS, "A_inv_": DERIVED,
                     "theta_": DERIVED, "refresh_counter": RESET}),
     (_NeuralPolicy, {"theta0_": SAME, "n_seen_": LOCAL, "since_train": LOCAL, "train_rounds": LOCAL}),
-    (_GradientBandit, {"Z_diag_": SUM, "Z_": SUM, "Z_inv_": DERIVED}),
-    (_NeuralLinear, {"A_": SUM, "b_": SUM, "A_inv_": DERIVED, "theta_": DERIVED}),
+    (GradientEstimator, {"Z_diag_": SUM, "Z_": SUM, "Z_inv_": DERIVED}),
+    (NeuralLinearEstimator, {"A_": SUM, "b_": SUM, "A_inv_": DERIVED, "theta_": DERIVED}),
 ]  # fmt: skip
 NEURAL_PATTERNS = [(re.compile(r"\w+\.params"), MEAN), (re.compile(r"adam\d*_[mv]_"), MEAN),
                    (re.compile(r"adam\d*_t_"), MAX), (re.compile(r"hist_\w+_"), LOCAL)]  # fmt: skip
@@ -118,7 +118,7 @@ def inspect_policy(policy: Any, where: str, *, reduce: bool, src: Any) -> tuple[
         if problem is not None:
             problems.append(("state", problem))
         signature["base"] = base.digest if base is not None else None
-        if base is not None and isinstance(policy, _RidgePolicy) and policy.forget != 1.0:
+        if base is not None and isinstance(policy, RidgeEstimator) and policy.forget != 1.0:
             rounds = signature["rounds"] = int(state["n_rounds_"]) - int(base.tensors["n_rounds_"])
     return signature, View(policy, plan, state, base, rounds)
 

@@ -132,7 +132,7 @@ class PolicySpec:
 
     def build(self, dim: int, arms: int | None, seed: int) -> Policy:
         """``cls(dim, arms, seed=seed, **kwargs)``."""
-        return self.cls(dim, arms, seed=seed, **self.kwargs)  # type: ignore[call-arg]
+        return self.cls(dim, arms, seed=seed, **self.kwargs)
 
 
 def parse_policy(text: str) -> PolicySpec:
@@ -165,7 +165,7 @@ def parse_policy(text: str) -> PolicySpec:
                 f"{where}: {cls.__name__} has no hyperparameter `{key}`{hint}; valid: {', '.join(valid)}."
             )
     try:
-        cls(2, None, seed=0, **kwargs)  # type: ignore[call-arg]
+        cls(2, None, seed=0, **kwargs)
     except (InvalidInputError, TypeError, ValueError) as exc:
         raise InvalidInputError(f"{where}: bad hyperparameter for {cls.__name__} in {text!r}: {exc}") from None
     return PolicySpec(cls=cls, kwargs=kwargs, label=_label(cls.__name__, kwargs))

@@ -25,8 +25,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -34,6 +33,7 @@ from banditlib import _random
 from banditlib import _validation as V
 from banditlib.errors import InvalidInputError, NumericalError
 from banditlib.policies._network import ACTIVATIONS, MLP, MSEGradient, block_encode
+from banditlib.policies._params import Param, choice, float_in, int_at_least, layer_widths
 from banditlib.policies.base import Policy
 
 __all__: list[str] = []
@@ -44,13 +44,6 @@ _GATHER_AT_ONCE = 1 << 20  # elements: a training round's minibatches are gather
 _ALIGN = 64  # bytes: the CPU allocator's alignment, which every pre-gathered minibatch keeps
 
 
-def check_hidden(value: Any, where: str, name: str = "hidden") -> tuple[int, ...]:
-    """A sequence of positive layer widths (possibly empty)."""
-    if isinstance(value, (int, str)) or not isinstance(value, Sequence):
-        raise InvalidInputError(f"{where}: `{name}` must be a sequence of layer widths such as (100,); got {value!r}.")
-    return tuple(V.check_int(w, where, f"{name}[i]") for w in value)  # type: ignore[misc]
-
-
 class _NeuralPolicy(Policy):
     """Network, encoding, history ring buffer and training schedule of the neural policies.
 
@@ -59,50 +52,46 @@ class _NeuralPolicy(Policy):
     ``adam_t_`` Adam's state, and the counters ``since_train`` and ``train_rounds``.
     """
 
+    _abstract = True
     _row_path = False
     _batch_update_equals_rows = False
     _bookkeeping = Policy._bookkeeping | {"since_train", "train_rounds"}
 
-    def __init__(
-        self,
-        *,
-        dim: int,
-        arms: int | None,
-        hidden: Sequence[int],
-        activation: str,
-        reg: float,
-        lr: float,
-        train_every: int,
-        train_steps: int,
-        batch_size: int,
-        history: int,
-        loss: str,
-        seed: int | None,
-        dtype: torch.dtype | str,
-        device: torch.device | str,
-        backend: str,
-    ) -> None:
-        super().__init__(dim=dim, arms=arms, seed=seed, dtype=dtype, device=device, backend=backend)
-        where = f"{type(self).__name__}()"
-        self.hidden = check_hidden(hidden, where)
-        if activation not in ACTIVATIONS:
-            raise InvalidInputError(f"{where}: `activation` must be one of {sorted(ACTIVATIONS)}; got {activation!r}.")
-        if loss not in ("anchor", "weight_decay"):
-            raise InvalidInputError(f"{where}: `loss` must be 'anchor' or 'weight_decay'; got {loss!r}.")
-        self.activation, self.loss = activation, loss
-        self.reg = V.check_float(reg, where, "reg", low=0.0, low_open=True)
-        self.lr = V.check_float(lr, where, "lr", low=0.0, low_open=True)
-        self.train_every: int = V.check_int(train_every, where, "train_every")  # type: ignore[assignment]
-        self.train_steps: int = V.check_int(train_steps, where, "train_steps", low=0)  # type: ignore[assignment]
-        self.batch_size: int = V.check_int(batch_size, where, "batch_size")  # type: ignore[assignment]
-        self.history: int = V.check_int(history, where, "history")  # type: ignore[assignment]
-        self._config.update(
-            hidden=list(self.hidden), activation=activation, reg=self.reg, lr=self.lr, train_every=self.train_every,
-            train_steps=self.train_steps, batch_size=self.batch_size, history=self.history, loss=loss,
-        )  # fmt: skip
+    _params: ClassVar[tuple[Param, ...]] = (
+        Param("hidden", (100,), "Sequence[int]", "hidden layer widths.", layer_widths, list),
+        Param("activation", "relu", "str", "the hidden layers' activation: " + ", ".join(f"``{a!r}``" for a in
+              sorted(ACTIVATIONS)) + ".", choice(ACTIVATIONS)),
+        Param("reg", 1.0, "float", "``lambda > 0``: the prior's precision and the network regulariser's weight.",
+              float_in(0.0, low_open=True)),
+        Param("lr", 1e-3, "float", "Adam's learning rate.", float_in(0.0, low_open=True)),
+        Param("train_every", 10, "int", "observations between training rounds.", int_at_least(1)),
+        Param("train_steps", 50, "int", "Adam steps per training round (``0``: never train).", int_at_least(0)),
+        Param("batch_size", 32, "int", "minibatch size.", int_at_least(1)),
+        Param("history", 10_000, "int", "capacity of the ring buffer of observations the network is trained on.",
+              int_at_least(1)),
+        Param("loss", "anchor", "str", "``'anchor'`` (pull toward the initial parameters, as in the NeuralUCB paper) "
+              "or ``'weight_decay'``.", choice(("anchor", "weight_decay"))),
+    )  # fmt: skip
+    _param_docs: ClassVar[dict[str, str]] = {
+        "arms": "``None`` (shared-parameter model: contexts ``(B, K, d)``, one feature vector per arm) or the number "
+        "of disjoint arms ``K`` (contexts ``(B, d)``, block-encoded into ``K d`` network inputs).",
+        "seed": "seeds the initial weights, the minibatches, the samples and tie-breaking.",
+        "device": "device of the network and state.",
+    }
+    hidden: tuple[int, ...]
+    activation: str
+    reg: float
+    lr: float
+    train_every: int
+    train_steps: int
+    batch_size: int
+    history: int
+    loss: str
+
+    def _init(self, values: dict[str, Any]) -> None:
         self.input_dim = self.dim * (self.arms or 1)
         gen = torch.Generator().manual_seed(self.seed)
-        self.net = MLP(self.input_dim, self.hidden, activation, gen, self.dtype, self.device)
+        self.net = MLP(self.input_dim, self.hidden, self.activation, gen, self.dtype, self.device)
         flat = self.net.params.detach().clone()
         self.register_buffer("theta0_", flat)
         self.register_buffer("adam_m_", torch.zeros_like(flat))
@@ -139,15 +128,6 @@ class _NeuralPolicy(Policy):
         out = x.new_zeros(x.shape[0], self.arms, self.dim)
         out[torch.arange(x.shape[0], device=x.device), model] = x
         return out.reshape(x.shape[0], self.input_dim)
-
-    def _normal(self, rows: torch.Tensor, cols: int) -> torch.Tensor:
-        """``_random.normal(seed, STREAM_NOISE, rows, cols)``; for one row on the CPU from the bit-identical
-        ``uniform_np`` (the same Box-Muller arithmetic in torch), a fraction of the overhead."""
-        if rows.numel() != 1 or rows.device.type != "cpu":
-            return _random.normal(self.seed, _random.STREAM_NOISE, rows, cols)
-        u = torch.from_numpy(_random.uniform_np(self.seed, _random.STREAM_NOISE, int(rows[0]), 2 * cols))[None]
-        radius = torch.sqrt(-2.0 * torch.log1p(-u[:, :cols]))
-        return radius * torch.cos((2.0 * math.pi) * u[:, cols:])
 
     # ------------------------------------------------------------------------------------------ learning
 

@@ -21,14 +21,13 @@ reference runs up to 1,000 single-sample SGD steps per round.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 
-from banditlib import _validation as V
-from banditlib.errors import InvalidInputError
 from banditlib.policies._network import MLP, gradient_pieces
-from banditlib.policies._neural_base import _NeuralPolicy, check_hidden
+from banditlib.policies._neural_base import _NeuralPolicy
+from banditlib.policies._params import Param, choice, float_in, int_at_least, layer_widths
 
 __all__ = ["EENet"]
 
@@ -39,29 +38,6 @@ class EENet(_NeuralPolicy):
     """EE-Net (see `banditlib.policies.eenet`): ``f1(x)`` plus a learned potential gain ``f2(pool(grad f1))``.
 
     ``mean`` is ``f1``; ``bonus`` is ``explore_weight * f2`` (linear decision-maker) or ``f3 - f1`` (neural).
-
-    Args:
-        dim: context dimension ``d``.
-        arms: ``None`` (shared-parameter model, contexts ``(B, K, d)``) or ``K`` disjoint arms (``(B, d)``,
-            block-encoded).
-        hidden: hidden widths of ``f1``.
-        explore_hidden: hidden widths of ``f2``.
-        activation: hidden activation of ``f1`` and ``f2``.
-        pool: block size of the gradient's mean-pooling (``None``: about 100 inputs to ``f2``).
-        explore_weight: weight of ``f2`` in the linear decision-maker, ``>= 0``.
-        decision: ``"linear"`` or ``"neural"``.
-        decision_warmup: observations before the neural decision-maker takes over.
-        reg: ``f1``'s regulariser weight (``loss``); ``f2`` and ``f3`` are not regularised.
-        lr: Adam's learning rate (all three networks).
-        train_every: observations between training rounds (all networks train together).
-        train_steps: Adam steps per network per training round.
-        batch_size: minibatch size.
-        history: capacity of the ring buffer of observations.
-        loss: ``"anchor"`` or ``"weight_decay"`` for ``f1``.
-        seed: seeds the initial weights, the minibatches and tie-breaking.
-        dtype: ``torch.float32`` or ``torch.float64``.
-        device: device of the networks and state.
-        backend: ``"auto"``, ``"torch"`` or ``"triton"`` for top-k.
 
     Examples:
         >>> import torch, banditlib
@@ -76,51 +52,40 @@ class EENet(_NeuralPolicy):
 
     propensity_rule = "argmax"
 
-    def __init__(
-        self,
-        dim: int,
-        arms: int | None = None,
-        *,
-        hidden: Sequence[int] = (100,),
-        explore_hidden: Sequence[int] = (100,),
-        activation: str = "relu",
-        pool: int | None = None,
-        explore_weight: float = 0.1,
-        decision: str = "linear",
-        decision_warmup: int = 500,
-        reg: float = 1.0,
-        lr: float = 1e-3,
-        train_every: int = 10,
-        train_steps: int = 50,
-        batch_size: int = 32,
-        history: int = 10_000,
-        loss: str = "anchor",
-        seed: int | None = None,
-        dtype: torch.dtype | str = torch.float32,
-        device: torch.device | str = "cpu",
-        backend: str = "auto",
-    ) -> None:
-        super().__init__(
-            dim=dim, arms=arms, hidden=hidden, activation=activation, reg=reg, lr=lr, train_every=train_every,
-            train_steps=train_steps, batch_size=batch_size, history=history, loss=loss, seed=seed, dtype=dtype,
-            device=device, backend=backend,
-        )  # fmt: skip
-        where = "EENet()"
-        self.explore_hidden = check_hidden(explore_hidden, where, "explore_hidden")
+    _params: ClassVar[tuple[Param, ...]] = (
+        Param("explore_hidden", (100,), "Sequence[int]", "hidden widths of ``f2``.", layer_widths, list),
+        Param("pool", None, "int | None", "block size of the gradient's mean-pooling (``None``: about 100 inputs to "
+              "``f2``).", int_at_least(1, allow_none=True), None),
+        Param("explore_weight", 0.1, "float", "weight of ``f2`` in the linear decision-maker, ``>= 0``.",
+              float_in(0.0)),
+        Param("decision", "linear", "str", "``'linear'`` or ``'neural'``.", choice(("linear", "neural"))),
+        Param("decision_warmup", 500, "int", "observations before the neural decision-maker takes over.",
+              int_at_least(0)),
+    )  # fmt: skip
+    _param_docs: ClassVar[dict[str, str]] = {
+        "hidden": "hidden widths of ``f1``.",
+        "activation": "hidden activation of ``f1`` and ``f2`` (see [`NeuralUCB`][banditlib.NeuralUCB]).",
+        "reg": "``f1``'s regulariser weight (``loss``); ``f2`` and ``f3`` are not regularised.",
+        "lr": "Adam's learning rate (all three networks).",
+        "train_every": "observations between training rounds (all networks train together).",
+        "train_steps": "Adam steps per network per training round.",
+        "loss": "``'anchor'`` or ``'weight_decay'`` for ``f1``.",
+        "seed": "seeds the initial weights, the minibatches and tie-breaking.",
+        "device": "device of the networks and state.",
+        "backend": "``'auto'``, ``'torch'`` or ``'triton'`` for top-k.",
+    }
+    explore_hidden: tuple[int, ...]
+    explore_weight: float
+    decision: str
+    decision_warmup: int
+
+    def _init(self, values: dict[str, Any]) -> None:
         p = self.net.params.numel()
-        self.pool: int = V.check_int(pool, where, "pool", allow_none=True) or max(1, math.ceil(p / 100))
-        self.explore_weight = V.check_float(explore_weight, where, "explore_weight", low=0.0)
-        if decision not in ("linear", "neural"):
-            raise InvalidInputError(f"{where}: `decision` must be 'linear' or 'neural'; got {decision!r}.")
-        self.decision = decision
-        self.decision_warmup: int = V.check_int(decision_warmup, where, "decision_warmup", low=0)  # type: ignore[assignment]
-        self._config.update(
-            explore_hidden=list(self.explore_hidden), pool=self.pool, explore_weight=self.explore_weight,
-            decision=decision, decision_warmup=self.decision_warmup,
-        )  # fmt: skip
+        self.pool: int = self.__dict__["pool"] or max(1, math.ceil(p / 100))
+        self._config["pool"] = self.pool
         self.pooled_dim = math.ceil(p / self.pool)
         gen = torch.Generator().manual_seed(self.seed + 1)
-        self.explore = MLP(self.pooled_dim, self.explore_hidden, activation, gen, self.dtype, self.device)
+        self.explore = MLP(self.pooled_dim, self.explore_hidden, self.activation, gen, self.dtype, self.device)
         self.decide = MLP(2, (20,), "relu", gen, self.dtype, self.device)
         for name, net in (("2", self.explore), ("3", self.decide)):
             self.register_buffer(f"adam{name}_m_", torch.zeros_like(net.params.detach()))

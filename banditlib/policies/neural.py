@@ -18,38 +18,41 @@ its ``sqrt(lambda nu g^2 / U)`` with ``U = lambda + sum g^2`` is ``gamma = sqrt(
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from banditlib import _validation as V
 from banditlib import linalg
-from banditlib.errors import InvalidInputError
 from banditlib.kernels import neural_bonus, resolve_backend, shared_score
 from banditlib.policies._network import gradient_pieces
 from banditlib.policies._neural_base import _NeuralPolicy
-from banditlib.policies._propensity import Noise
+from banditlib.policies._params import Param, choice
+from banditlib.policies.rules import EpsilonGreedyRule, ThompsonRule, UCBRule
 
-__all__ = ["NeuralTS", "NeuralUCB"]
+__all__ = ["GradientEstimator", "NeuralEpsilonGreedy", "NeuralTS", "NeuralUCB"]
 
 
-class _GradientBandit(_NeuralPolicy):
-    """``f(x)`` and ``g^T Z^-1 g`` with ``Z`` diagonal or over the last layer (buffers ``Z_diag_`` (p,) float64,
-    or ``Z_`` float64 and ``Z_inv_`` ``(q, q)`` with ``q = width + 1``)."""
+class GradientEstimator(_NeuralPolicy):
+    """The gradient estimator: ``f(x)`` and ``g^T Z^-1 g`` with ``Z`` diagonal or over the last layer (buffers
+    ``Z_diag_`` (p,) float64, or ``Z_`` float64 and ``Z_inv_`` ``(q, q)`` with ``q = width + 1``); a rule over it
+    makes a policy (``NeuralUCB``, ``NeuralTS``, ``NeuralEpsilonGreedy``)."""
 
+    _abstract = True
     _float64_buffers = ("Z_diag_", "Z_")
+    _params: ClassVar[tuple[Param, ...]] = (
+        Param("z", "diag", "str", "``'diag'`` (exact diagonal of ``Z`` over all parameters) or ``'last_layer'`` "
+              "(full ``Z`` over the output layer).", choice(("diag", "last_layer"))),
+    )  # fmt: skip
+    _param_docs: ClassVar[dict[str, str]] = {
+        "reg": "``lambda > 0``: the prior ``Z = lambda I`` and the regulariser's weight.",
+    }
+    z: str
     Z_diag_: torch.Tensor
     Z_: torch.Tensor
     Z_inv_: torch.Tensor
 
-    def __init__(self, *, z: str, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        if z not in ("diag", "last_layer"):
-            raise InvalidInputError(f"{type(self).__name__}(): `z` must be 'diag' or 'last_layer'; got {z!r}.")
-        self.z = z
-        self._config["z"] = z
-        if z == "diag":
+    def _init(self, values: dict[str, Any]) -> None:
+        if self.z == "diag":
             p = self.net.params.numel()
             self.register_buffer("Z_diag_", torch.full((p,), self.reg, dtype=torch.float64, device=self.device))
         else:
@@ -83,7 +86,7 @@ class _GradientBandit(_NeuralPolicy):
         self.__dict__["_zinv"] = views
         return views
 
-    def _mean_var(self, enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _mean_var_inputs(self, enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``f`` and ``g^T Z^-1 g`` for network inputs ``enc`` ``(N, D)``: each ``(N,)``."""
         f, pieces = gradient_pieces(self.net, enc)
         if self.z == "diag":
@@ -137,37 +140,15 @@ class _GradientBandit(_NeuralPolicy):
                 Z_inv_new = linalg.refresh_inverse(Z_new, self.dtype)
         return {"Z_": Z_new[0], "Z_inv_": Z_inv_new[0]}
 
-    def _scored(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and ``g^T Z^-1 g`` of every (row, arm): each ``(B, K)``."""
+    def _mean_var(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean ``f(x)`` and ``g^T Z^-1 g`` of every (row, arm): each ``(B, K)``."""
         B = x.shape[0]
-        f, var = self._mean_var(self._inputs(x))
+        f, var = self._mean_var_inputs(self._inputs(x))
         return f.view(B, -1), var.clamp_min(0.0).view(B, -1)
 
 
-class NeuralUCB(_GradientBandit):
+class NeuralUCB(UCBRule, GradientEstimator):
     """NeuralUCB: ``score(x) = f(x) + gamma sqrt(g(x)^T Z^-1 g(x))`` (see `banditlib.policies.neural`).
-
-    Args:
-        dim: context dimension ``d``.
-        arms: ``None`` (shared-parameter model: contexts ``(B, K, d)``, one feature vector per arm) or the
-            number of disjoint arms ``K`` (contexts ``(B, d)``, block-encoded into ``K d`` network inputs).
-        hidden: hidden layer widths.
-        activation: ``"relu"``, ``"tanh"``, ``"gelu"``, ``"sigmoid"``, ``"elu"``, ``"leaky_relu"`` or
-            ``"softplus"``.
-        gamma: width of the confidence bonus, ``>= 0``.
-        reg: ``lambda > 0``: the prior ``Z = lambda I`` and the regulariser's weight.
-        z: ``"diag"`` (exact diagonal of ``Z`` over all parameters) or ``"last_layer"`` (full ``Z`` over the
-            output layer).
-        lr: Adam's learning rate.
-        train_every: observations between training rounds.
-        train_steps: Adam steps per training round (0: never train).
-        batch_size: minibatch size.
-        history: capacity of the ring buffer of observations the network is trained on.
-        loss: ``"anchor"`` (pull toward the initial parameters, the paper's) or ``"weight_decay"``.
-        seed: seeds the initial weights, the minibatches, the samples and tie-breaking.
-        dtype: ``torch.float32`` or ``torch.float64``.
-        device: device of the network and state.
-        backend: ``"auto"``, ``"torch"`` or ``"triton"`` for the bonus kernel and top-k.
 
     Examples:
         >>> import torch, banditlib
@@ -180,67 +161,13 @@ class NeuralUCB(_GradientBandit):
         Zhou, Li, Gu. Neural Contextual Bandits with UCB-based Exploration. ICML 2020.
     """
 
-    propensity_rule = "argmax"
-
-    def __init__(
-        self,
-        dim: int,
-        arms: int | None = None,
-        *,
-        hidden: Sequence[int] = (100,),
-        activation: str = "relu",
-        gamma: float = 1.0,
-        reg: float = 1.0,
-        z: str = "diag",
-        lr: float = 1e-3,
-        train_every: int = 10,
-        train_steps: int = 50,
-        batch_size: int = 32,
-        history: int = 10_000,
-        loss: str = "anchor",
-        seed: int | None = None,
-        dtype: torch.dtype | str = torch.float32,
-        device: torch.device | str = "cpu",
-        backend: str = "auto",
-    ) -> None:
-        super().__init__(
-            dim=dim, arms=arms, hidden=hidden, activation=activation, reg=reg, z=z, lr=lr, train_every=train_every,
-            train_steps=train_steps, batch_size=batch_size, history=history, loss=loss, seed=seed, dtype=dtype,
-            device=device, backend=backend,
-        )  # fmt: skip
-        self.gamma = V.check_float(gamma, "NeuralUCB()", "gamma", low=0.0)
-        self._config["gamma"] = self.gamma
-
-    def _score(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, var = self._scored(x)
-        return mean, self.gamma * var.sqrt()
+    _param_names: ClassVar[dict[str, str]] = {"alpha": "gamma"}  # the paper's name
+    gamma: float
 
 
-class NeuralTS(_GradientBandit):
+class NeuralTS(ThompsonRule, GradientEstimator):
     """NeuralTS: each arm's score is a draw from ``N(f(x), nu^2 g(x)^T Z^-1 g(x))``, independent across arms and
     rows (see `banditlib.policies.neural`).
-
-    Args:
-        dim: context dimension ``d``.
-        arms: ``None`` (shared-parameter model: contexts ``(B, K, d)``, one feature vector per arm) or the
-            number of disjoint arms ``K`` (contexts ``(B, d)``, block-encoded into ``K d`` network inputs).
-        hidden: hidden layer widths.
-        activation: ``"relu"``, ``"tanh"``, ``"gelu"``, ``"sigmoid"``, ``"elu"``, ``"leaky_relu"`` or
-            ``"softplus"``.
-        nu: scale of the posterior, ``>= 0``.
-        reg: ``lambda > 0``: the prior ``Z = lambda I`` and the regulariser's weight.
-        z: ``"diag"`` (exact diagonal of ``Z`` over all parameters) or ``"last_layer"`` (full ``Z`` over the
-            output layer).
-        lr: Adam's learning rate.
-        train_every: observations between training rounds.
-        train_steps: Adam steps per training round (0: never train).
-        batch_size: minibatch size.
-        history: capacity of the ring buffer of observations the network is trained on.
-        loss: ``"anchor"`` (pull toward the initial parameters, the paper's) or ``"weight_decay"``.
-        seed: seeds the initial weights, the minibatches, the samples and tie-breaking.
-        dtype: ``torch.float32`` or ``torch.float64``.
-        device: device of the network and state.
-        backend: ``"auto"``, ``"torch"`` or ``"triton"`` for the bonus kernel and top-k.
 
     Examples:
         >>> import torch, banditlib
@@ -252,44 +179,26 @@ class NeuralTS(_GradientBandit):
         Zhang, Zhou, Li, Gu. Neural Thompson Sampling. ICLR 2021.
     """
 
-    propensity_rule = "gaussian"
-    _noisy = True
+    _param_names: ClassVar[dict[str, str]] = {"scale": "nu"}  # the paper's name
+    nu: float
 
-    def __init__(
-        self,
-        dim: int,
-        arms: int | None = None,
-        *,
-        hidden: Sequence[int] = (100,),
-        activation: str = "relu",
-        nu: float = 1.0,
-        reg: float = 1.0,
-        z: str = "diag",
-        lr: float = 1e-3,
-        train_every: int = 10,
-        train_steps: int = 50,
-        batch_size: int = 32,
-        history: int = 10_000,
-        loss: str = "anchor",
-        seed: int | None = None,
-        dtype: torch.dtype | str = torch.float32,
-        device: torch.device | str = "cpu",
-        backend: str = "auto",
-    ) -> None:
-        super().__init__(
-            dim=dim, arms=arms, hidden=hidden, activation=activation, reg=reg, z=z, lr=lr, train_every=train_every,
-            train_steps=train_steps, batch_size=batch_size, history=history, loss=loss, seed=seed, dtype=dtype,
-            device=device, backend=backend,
-        )  # fmt: skip
-        self.nu = V.check_float(nu, "NeuralTS()", "nu", low=0.0)
-        self._config["nu"] = self.nu
 
-    def _score(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, bonus, _ = self._score_noise(x, rows)
-        return mean, bonus
+class NeuralEpsilonGreedy(EpsilonGreedyRule, GradientEstimator):
+    """Epsilon-greedy over the network's prediction ``f(x)``: with probability ``epsilon`` a row explores
+    uniformly, otherwise it plays the arms the network rates highest.
 
-    def _score_noise(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Noise | None]:
-        mean, var = self._scored(x)
-        z = self._normal(rows, mean.shape[1]).to(mean.dtype)
-        sd = self.nu * var.sqrt()
-        return mean, sd * z, Noise(sd=sd) if self.nu else None
+    The network is the one NeuralUCB trains (the same loss, schedule and history); the gradient statistics ``Z``
+    are kept too, so [`predict`][banditlib.Policy.predict] reports the same uncertainty NeuralUCB would use,
+    though this rule ignores it. A baseline for the neural policies: what the bonus buys over plain
+    exploration, on the same network.
+
+    Examples:
+        >>> import torch, banditlib
+        >>> policy = banditlib.NeuralEpsilonGreedy(dim=3, hidden=(16,), epsilon=0.0, seed=0)
+        >>> sel = policy.select(torch.randn(2, 5, 3))
+        >>> bool((sel.bonus == 0).all()), sel.actions.shape  # epsilon = 0: greedy on f(x)
+        (True, torch.Size([2, 1]))
+
+    References:
+        Riquelme, Tucker, Snoek. Deep Bayesian Bandits Showdown. ICLR 2018 (the neural greedy baselines).
+    """

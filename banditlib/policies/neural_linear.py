@@ -12,17 +12,16 @@ different networks. Between training rounds they are kept by Sherman-Morrison/Wo
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 
-from banditlib import _validation as V
 from banditlib import linalg
 from banditlib.kernels import shared_score
 from banditlib.policies._neural_base import _NeuralPolicy
-from banditlib.policies._propensity import Noise
+from banditlib.policies.rules import ThompsonRule, UCBRule
 
-__all__ = ["NeuralLinTS", "NeuralLinUCB"]
+__all__ = ["NeuralLinTS", "NeuralLinUCB", "NeuralLinearEstimator"]
 
 
 @functools.lru_cache(maxsize=16)
@@ -39,18 +38,24 @@ def _inverse_residual(A: torch.Tensor, A_inv: torch.Tensor) -> torch.Tensor:
     return (v - u).norm(dim=-1)
 
 
-class _NeuralLinear(_NeuralPolicy):
-    """Ridge statistics over ``phi``: ``A_`` float64 and ``A_inv_`` ``(q, q)``, ``b_`` float64 and ``theta_``
-    ``(q,)``, with ``q = width + 1``."""
+class NeuralLinearEstimator(_NeuralPolicy):
+    """The neural-linear estimator: ridge statistics over ``phi``, ``A_`` float64 and ``A_inv_`` ``(q, q)``,
+    ``b_`` float64 and ``theta_`` ``(q,)``, with ``q = width + 1``; a rule over it makes a policy
+    (``NeuralLinUCB``, ``NeuralLinTS``)."""
 
+    _abstract = True
     _float64_buffers = ("A_", "b_")
+    _param_docs: ClassVar[dict[str, str]] = {
+        "hidden": "hidden layer widths (the last one is the feature dimension ``q - 1``).",
+        "reg": "``lambda > 0``: the ridge prior ``A = lambda I`` and the network regulariser's weight.",
+        "train_every": "observations between training rounds (each followed by a rebuild of the statistics).",
+    }
     A_: torch.Tensor
     A_inv_: torch.Tensor
     b_: torch.Tensor
     theta_: torch.Tensor
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def _init(self, values: dict[str, Any]) -> None:
         q = self.net.width + 1
         eye = torch.eye(q, dtype=torch.float64, device=self.device)
         self.register_buffer("A_", eye * self.reg)
@@ -100,27 +105,19 @@ class _NeuralLinear(_NeuralPolicy):
         return mean.view(B, -1).to(self.dtype), var.clamp_min(0.0).view(B, -1).to(self.dtype)
 
 
-class NeuralLinUCB(_NeuralLinear):
-    """NeuralLinUCB: LinUCB over learned features, ``phi^T theta + alpha sqrt(phi^T A^-1 phi)``.
+    def _sample_form(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The learned features ``(B, K, q)``, ``theta`` and the Cholesky factor of ``A^-1`` (cached until the
+        state changes): one ``theta~`` per row, shared by its arms."""
+        B = x.shape[0]
+        phi = self._phi(self._inputs(x)).view(B, -1, self.A_inv_.shape[0])
+        if self._chol is None:
+            self.__dict__["_chol"] = linalg.inverse_factor(self.A_inv_, self.A_).to(self.dtype)
+        assert self._chol is not None
+        return phi, self.theta_, self._chol
 
-    Args:
-        dim: context dimension ``d``.
-        arms: ``None`` (shared-parameter model: contexts ``(B, K, d)``) or the number of disjoint arms ``K``
-            (contexts ``(B, d)``, block-encoded into ``K d`` network inputs).
-        hidden: hidden layer widths (the last one is the feature dimension).
-        activation: the hidden layers' activation (see [`banditlib.NeuralUCB`][banditlib.NeuralUCB]).
-        alpha: width of the confidence bonus, ``>= 0``.
-        reg: ``lambda > 0``: the ridge prior ``A = lambda I`` and the network regulariser's weight.
-        lr: Adam's learning rate.
-        train_every: observations between training rounds (each followed by a rebuild of the statistics).
-        train_steps: Adam steps per training round.
-        batch_size: minibatch size.
-        history: capacity of the ring buffer of observations.
-        loss: ``"anchor"`` or ``"weight_decay"``.
-        seed: seeds the initial weights, the minibatches, the samples and tie-breaking.
-        dtype: ``torch.float32`` or ``torch.float64``.
-        device: device of the network and state.
-        backend: ``"auto"``, ``"torch"`` or ``"triton"`` for the scoring kernel and top-k.
+
+class NeuralLinUCB(UCBRule, NeuralLinearEstimator):
+    """NeuralLinUCB: LinUCB over learned features, ``phi^T theta + alpha sqrt(phi^T A^-1 phi)``.
 
     Examples:
         >>> import torch, banditlib
@@ -133,63 +130,12 @@ class NeuralLinUCB(_NeuralLinear):
         Neural Contextual Bandits with Deep Representation and Shallow Exploration. ICLR 2022.
     """
 
-    propensity_rule = "argmax"
-
-    def __init__(
-        self,
-        dim: int,
-        arms: int | None = None,
-        *,
-        hidden: Sequence[int] = (100,),
-        activation: str = "relu",
-        alpha: float = 1.0,
-        reg: float = 1.0,
-        lr: float = 1e-3,
-        train_every: int = 10,
-        train_steps: int = 50,
-        batch_size: int = 32,
-        history: int = 10_000,
-        loss: str = "anchor",
-        seed: int | None = None,
-        dtype: torch.dtype | str = torch.float32,
-        device: torch.device | str = "cpu",
-        backend: str = "auto",
-    ) -> None:
-        super().__init__(
-            dim=dim, arms=arms, hidden=hidden, activation=activation, reg=reg, lr=lr, train_every=train_every,
-            train_steps=train_steps, batch_size=batch_size, history=history, loss=loss, seed=seed, dtype=dtype,
-            device=device, backend=backend,
-        )  # fmt: skip
-        self.alpha = V.check_float(alpha, "NeuralLinUCB()", "alpha", low=0.0)
-        self._config["alpha"] = self.alpha
-
-    def _score(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, var = self._mean_var(x)
-        return mean, self.alpha * var.sqrt()
+    alpha: float
 
 
-class NeuralLinTS(_NeuralLinear):
+class NeuralLinTS(ThompsonRule, NeuralLinearEstimator):
     """NeuralLinTS: linear Thompson sampling over learned features; one ``theta~ ~ N(theta, scale^2 A^-1)``
     per row, shared by the row's arms (as [`banditlib.LinTS`][banditlib.LinTS] with the shared-parameter model).
-
-    Args:
-        dim: context dimension ``d``.
-        arms: ``None`` (shared-parameter model: contexts ``(B, K, d)``) or the number of disjoint arms ``K``
-            (contexts ``(B, d)``, block-encoded into ``K d`` network inputs).
-        hidden: hidden layer widths (the last one is the feature dimension).
-        activation: the hidden layers' activation (see [`banditlib.NeuralUCB`][banditlib.NeuralUCB]).
-        scale: posterior scale ``v >= 0``.
-        reg: ``lambda > 0``: the ridge prior ``A = lambda I`` and the network regulariser's weight.
-        lr: Adam's learning rate.
-        train_every: observations between training rounds (each followed by a rebuild of the statistics).
-        train_steps: Adam steps per training round.
-        batch_size: minibatch size.
-        history: capacity of the ring buffer of observations.
-        loss: ``"anchor"`` or ``"weight_decay"``.
-        seed: seeds the initial weights, the minibatches, the samples and tie-breaking.
-        dtype: ``torch.float32`` or ``torch.float64``.
-        device: device of the network and state.
-        backend: ``"auto"``, ``"torch"`` or ``"triton"`` for the scoring kernel and top-k.
 
     Examples:
         >>> import torch, banditlib
@@ -201,48 +147,4 @@ class NeuralLinTS(_NeuralLinear):
         Riquelme, Tucker, Snoek. Deep Bayesian Bandits Showdown. ICLR 2018.
     """
 
-    propensity_rule = "gaussian"
-    _noisy = True
-
-    def __init__(
-        self,
-        dim: int,
-        arms: int | None = None,
-        *,
-        hidden: Sequence[int] = (100,),
-        activation: str = "relu",
-        scale: float = 1.0,
-        reg: float = 1.0,
-        lr: float = 1e-3,
-        train_every: int = 10,
-        train_steps: int = 50,
-        batch_size: int = 32,
-        history: int = 10_000,
-        loss: str = "anchor",
-        seed: int | None = None,
-        dtype: torch.dtype | str = torch.float32,
-        device: torch.device | str = "cpu",
-        backend: str = "auto",
-    ) -> None:
-        super().__init__(
-            dim=dim, arms=arms, hidden=hidden, activation=activation, reg=reg, lr=lr, train_every=train_every,
-            train_steps=train_steps, batch_size=batch_size, history=history, loss=loss, seed=seed, dtype=dtype,
-            device=device, backend=backend,
-        )  # fmt: skip
-        self.scale = V.check_float(scale, "NeuralLinTS()", "scale", low=0.0)
-        self._config["scale"] = self.scale
-
-    def _score(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, bonus, _ = self._score_noise(x, rows)
-        return mean, bonus
-
-    def _score_noise(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Noise | None]:
-        B = x.shape[0]
-        phi = self._phi(self._inputs(x)).view(B, -1, self.A_inv_.shape[0])
-        if self._chol is None:
-            self._chol = linalg.inverse_factor(self.A_inv_, self.A_).to(self.dtype)
-        z = self._normal(rows, self._chol.shape[0]).to(self.dtype)
-        delta = self.scale * (z @ self._chol.T)  # (B, q): theta~ - theta per row
-        mean = phi @ self.theta_
-        noise = Noise(factor=phi, chol=self._chol, scale=self.scale) if self.scale else None
-        return mean, torch.bmm(phi, delta.unsqueeze(-1)).squeeze(-1), noise
+    scale: float

@@ -17,7 +17,7 @@ direction, or a disjoint arm, that receives no data relaxes back to exactly the 
 never beyond it (the earlier ``A <- gamma A + x x^T`` discounted the prior too and drove the inverse of an
 unobserved direction to overflow after ``log(max float) / log(1 / gamma)`` rounds). The update is no longer
 rank-one, so with ``forget < 1`` every call recomputes every model's inverse exactly by Cholesky, ``O(M
-d^3)`` per call. A single row on the CPU does the same in numpy (`_RidgePolicy._learn_row_forgetting`): the
+d^3)`` per call. A single row on the CPU does the same in numpy (`RidgeEstimator._learn_row_forgetting`): the
 same elementwise discount and rank-one sums, bit for bit, and the inverses from the same float64 Cholesky
 refresh ([`banditlib.linalg.refresh_inverse`][banditlib.linalg.refresh_inverse]) as the batched path.
 """
@@ -26,18 +26,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from banditlib import _validation as V
 from banditlib import linalg
 from banditlib.errors import InvalidInputError, NumericalError
 from banditlib.kernels import disjoint_score, shared_score
-from banditlib.policies.base import _COND_CHECK, Policy
+from banditlib.policies._params import Param, float_in, int_at_least
+from banditlib.policies._state import _COND_CHECK
+from banditlib.policies.base import Policy
 
-__all__: list[str] = []
+__all__ = ["RidgeEstimator"]
 
 # The drift check runs whenever a model's count of observations since its last refresh crosses a multiple
 # of this: often enough to catch a drifting inverse long before the scheduled refresh, rarely enough to cost
@@ -50,8 +51,9 @@ _NONFINITE = (
 )
 
 
-class _RidgePolicy(Policy):
-    """Ridge-regression statistics and their transactional update; subclasses add the exploration rule.
+class RidgeEstimator(Policy):
+    """The ridge estimator: its statistics, posterior and transactional update; a rule (`banditlib.policies.rules`)
+    over it makes a policy (``LinUCB``, ``LinTS``, ``Greedy``, ``EpsilonGreedy``).
 
     Learned buffers (``M = 1`` shared, ``M = K`` disjoint):
 
@@ -80,26 +82,20 @@ class _RidgePolicy(Policy):
     n_updates_: torch.Tensor
     refresh_counter: torch.Tensor
     n_rounds_: torch.Tensor
+    reg: float
+    forget: float
+    refresh_every: int
 
-    def __init__(
-        self,
-        *,
-        dim: int,
-        arms: int | None,
-        reg: float,
-        forget: float,
-        refresh_every: int,
-        seed: int | None,
-        dtype: torch.dtype | str,
-        device: torch.device | str,
-        backend: str,
-    ) -> None:
-        super().__init__(dim=dim, arms=arms, seed=seed, dtype=dtype, device=device, backend=backend)
-        where = f"{type(self).__name__}()"
-        self.reg = V.check_float(reg, where, "reg", low=0.0, low_open=True)
-        self.forget = V.check_float(forget, where, "forget", low=0.0, high=1.0, low_open=True)
-        self.refresh_every: int = V.check_int(refresh_every, where, "refresh_every")  # type: ignore[assignment]
-        self._config.update(reg=self.reg, forget=self.forget, refresh_every=self.refresh_every)
+    _abstract = True
+    _params: ClassVar[tuple[Param, ...]] = (
+        Param("reg", 1.0, "float", "ridge regularizer ``lambda > 0``.", float_in(0.0, low_open=True)),
+        Param("forget", 1.0, "float", "forgetting factor ``gamma`` in ``(0, 1]`` applied once per round (``1``: no "
+              "forgetting; see `banditlib.policies.ridge`).", float_in(0.0, 1.0, low_open=True)),
+        Param("refresh_every", 1000, "int", "observations of a model between exact Cholesky refreshes of "
+              "``A^-1``.", int_at_least(1)),
+    )  # fmt: skip
+
+    def _init(self, values: dict[str, Any]) -> None:
         M, d = self.num_models, self.dim
         eye = torch.eye(d, dtype=self.dtype, device=self.device).expand(M, d, d)
         self.register_buffer("A_", eye.to(torch.float64) * self.reg)
@@ -115,6 +111,8 @@ class _RidgePolicy(Policy):
         self._row_sum_A_finite = self.dim * _COND_CHECK * self.reg < 1e300
         # (1 - gamma) reg I, the prior's share of a round of forgetting, for the single-row path.
         self._row_prior: np.ndarray | None = None
+        self._chol: torch.Tensor | None = None
+        self._chol_np: np.ndarray | None = None
 
     # --------------------------------------------------------------------------------------- prediction
 
@@ -150,6 +148,36 @@ class _RidgePolicy(Policy):
         if self.arms is not None:
             return theta @ x, (A_inv @ x) @ x
         return x @ theta[0], ((x @ A_inv[0]) * x).sum(axis=1)
+
+    def _invalidate_caches(self) -> None:
+        cache = self.__dict__  # plain attributes: skip nn.Module.__setattr__ on the single-row path
+        if cache.get("_chol") is not None or cache.get("_chol_np") is not None:
+            cache["_chol"] = cache["_chol_np"] = None
+
+    def _sample_form(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """Shared-parameter model: the contexts, ``theta`` and the Cholesky factor of ``A^-1`` (disjoint arms:
+        ``None``, each arm's score drawn on its own, exactly ``N(x^T theta_a, x^T A_a^-1 x)``)."""
+        if self.arms is not None:
+            return None
+        if self._chol is None:  # cached until the state changes
+            self.__dict__["_chol"] = linalg.inverse_factor(self.A_inv_[0], self.A_[0]).to(self.dtype)
+        assert self._chol is not None
+        return x, self.theta_[0], self._chol
+
+    def _sample_form_row(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """`_sample_form` in numpy (LAPACK without torch's dispatch cost)."""
+        if self.arms is not None:
+            return None
+        if self._chol_np is None:
+            try:
+                chol = np.linalg.cholesky(self._state_views()["A_inv_"][0].astype(np.float64)).astype(self._np_dtype)
+            except np.linalg.LinAlgError:  # let the torch path raise its NumericalError
+                form = self._sample_form(torch.from_numpy(x[None]))
+                assert form is not None
+                chol = form[2].numpy()
+            self.__dict__["_chol_np"] = chol
+        assert self._chol_np is not None
+        return x, self._chol_np
 
     def _learn_row(
         self, x: np.ndarray, models: np.ndarray | tuple[int, ...], rewards: np.ndarray | tuple[float, ...]
@@ -347,14 +375,14 @@ class _RidgePolicy(Policy):
         since = self.refresh_counter[touched] + counts
         if n_max >= d:
             # At least d rows for some model: the exact inverse costs no more than Woodbury.
-            A_new, b_new = _gram(A_old, b_old, U64, c64, groups, counts, scale)
+            A_new, b_new = linalg.grouped_gram(A_old, b_old, U64, c64, groups, counts, scale)
             A_inv_new = linalg.refresh_inverse(A_new, self.dtype)
             since = torch.zeros_like(since)
         else:
             if groups is None:
                 U3, c2 = U64.unsqueeze(0), c64.unsqueeze(0)
             else:  # zero-padded (T, n_max, d) with n_max < d: smaller than A itself
-                U3, c2 = _pad(U64, c64, groups, inverse, counts, n_max)
+                U3, c2 = linalg.pad_groups(U64, c64, groups, inverse, counts, n_max)
             A_new = linalg.rank_update(A_old, U3, scale)
             b_new = linalg.vector_update(b_old, U3, c2, scale)
             U3 = U3.to(self.dtype)
@@ -399,7 +427,8 @@ class _RidgePolicy(Policy):
             b_new[0] += c @ U
         else:  # one GEMM per touched model
             touched, inverse, counts_t = torch.unique(model, return_inverse=True, return_counts=True)
-            A_t, b_t = _gram(A_new[touched], b_new[touched], U, c, torch.argsort(inverse, stable=True), counts_t, 1.0)
+            order = torch.argsort(inverse, stable=True)
+            A_t, b_t = linalg.grouped_gram(A_new[touched], b_new[touched], U, c, order, counts_t, 1.0)
             A_new[touched], b_new[touched] = A_t, b_t
         # Symmetric by construction up to rounding; keep it exactly symmetric for the Cholesky factor.
         A_new = 0.5 * (A_new + A_new.transpose(-1, -2))
@@ -427,57 +456,3 @@ class _RidgePolicy(Policy):
         err = (theta - state["theta_"].to(torch.float64)).norm(dim=-1) / (1.0 + theta.norm(dim=-1))
         if not bool((err <= 1e-2).all()):
             raise InvalidInputError(f"{where}: `theta_` is not A_inv_ b_; the state was edited or corrupted.")
-
-
-def _pad(
-    U: torch.Tensor,
-    c: torch.Tensor,
-    order: torch.Tensor,
-    inverse: torch.Tensor,
-    counts: torch.Tensor,
-    n_max: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scatter rows into ``(T, n_max, d)`` by group, zero-padded (zero rows change no statistic).
-
-    Args:
-        U: ``(N, d)`` rows. c: ``(N,)`` coefficients. order: ``(N,)`` rows sorted by group.
-        inverse: ``(N,)`` group of each row in ``[0, T)``. counts: ``(T,)`` rows per group.
-    """
-    group = inverse[order]
-    offsets = torch.cumsum(counts, 0) - counts
-    pos = torch.arange(U.shape[0], device=U.device) - offsets[group]
-    U3 = U.new_zeros(counts.shape[0], n_max, U.shape[1])
-    c2 = c.new_zeros(counts.shape[0], n_max)
-    U3[group, pos] = U[order]
-    c2[group, pos] = c[order]
-    return U3, c2
-
-
-def _gram(
-    A: torch.Tensor,
-    b: torch.Tensor,
-    U: torch.Tensor,
-    c: torch.Tensor,
-    order: torch.Tensor | None,
-    counts: torch.Tensor,
-    scale: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``scale A_t + U_t^T U_t`` and ``scale b_t + U_t^T c_t`` per group ``t``, one GEMM per group.
-
-    Args:
-        A: ``(T, d, d)``. b: ``(T, d)``. U: ``(N, d)``. c: ``(N,)``.
-        order: rows sorted by group (``None``: a single group holding every row). counts: ``(T,)``.
-    """
-    if order is None:
-        return linalg.rank_update(A, U.unsqueeze(0), scale), linalg.vector_update(
-            b, U.unsqueeze(0), c.unsqueeze(0), scale
-        )
-    U, c = U[order], c[order]
-    A_new, b_new = A * scale, b * scale
-    start = 0
-    for t, n in enumerate(counts.tolist()):
-        Ug, cg = U[start : start + n], c[start : start + n]
-        A_new[t] += Ug.T @ Ug
-        b_new[t] += cg @ Ug
-        start += n
-    return A_new, b_new

@@ -353,6 +353,42 @@ def check_propensities(make: MakePolicy, arms: int | None) -> None:
     _expect(torch.allclose(a.propensity, b.propensity, atol=1e-9), f"fast path {a.propensity} vs {b.propensity}")
 
 
+def check_predict(make: MakePolicy, arms: int | None) -> None:
+    """``predict`` gives ``(B, K)`` mean and non-negative variance in the policy's dtype, the mean that ``select``
+    ranks by (and for the UCB rule the bonus ``alpha sqrt(var)``), changes no state and draws nothing; a policy
+    without a posterior raises ``NotImplementedError``; bad contexts raise ``InvalidInputError``."""
+    from banditlib.policies.rules import UCBRule
+
+    policy = make(dim=DIM, arms=arms, seed=18, dtype=torch.float64)
+    rng = np.random.default_rng(18)
+    _train(policy, rng, arms)
+    x = make_contexts(rng, 4, arms)
+    if not policy.has_posterior:
+        try:
+            policy.predict(x)
+        except NotImplementedError:
+            return
+        raise AssertionError("predict() on a policy without a posterior did not raise NotImplementedError")
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    pred = policy.predict(x)
+    _same_state(before, dict(policy.state_dict()), "predict()")
+    K = arms if arms is not None else NUM_ARMS
+    for name, t in (("mean", pred.mean), ("var", pred.var)):
+        _expect(t.shape == (4, K) and t.dtype == torch.float64, f"predict().{name}: {tuple(t.shape)} {t.dtype}")
+    _expect(bool((pred.var >= 0).all()), f"predict().var has negative entries: {pred.var}")
+    sel = policy.select(x)
+    _expect(torch.allclose(sel.mean, pred.mean, rtol=1e-9, atol=1e-12), "select().mean differs from predict().mean")
+    if isinstance(policy, UCBRule):
+        bonus = policy._width() * pred.var.sqrt()
+        _expect(torch.allclose(sel.bonus, bonus, rtol=1e-9, atol=1e-12), "UCB bonus is not alpha sqrt(var)")
+    try:
+        policy.predict(np.zeros((4, DIM + 1)))
+    except InvalidInputError:
+        pass
+    else:
+        raise AssertionError("predict() accepted contexts of the wrong dimension")
+
+
 ALL_CHECKS: list[Callable[[MakePolicy, int | None], None]] = [
     check_shapes_and_dtypes,
     check_seeded_determinism,
@@ -366,4 +402,5 @@ ALL_CHECKS: list[Callable[[MakePolicy, int | None], None]] = [
     check_accepts_any_real_input,
     check_copies_learn_on_their_own,
     check_propensities,
+    check_predict,
 ]

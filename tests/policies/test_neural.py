@@ -78,7 +78,7 @@ def test_neural_ts_draws_have_the_posterior_distribution() -> None:
     policy = _policy(banditlib.NeuralTS, nu=0.7, hidden=(8,))
     x = torch.randn(1, 3, 3, dtype=torch.float64).expand(20_000, 3, 3)
     sel = policy.select(x)
-    mean, var = policy._scored(x[:1])
+    mean, var = policy._mean_var(x[:1])
     s = sel.scores.numpy()
     np.testing.assert_allclose(s.mean(0), mean[0].numpy(), atol=4 * 0.7 * float(var.max().sqrt()) / np.sqrt(20_000))
     np.testing.assert_allclose(s.var(0), 0.49 * var[0].numpy(), rtol=0.05)
