@@ -14,6 +14,7 @@ input or keeps state.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -25,6 +26,7 @@ __all__ = [
     "discount_weights",
     "drift_tolerance",
     "grouped_gram",
+    "grown_inverse",
     "inverse_factor",
     "inverse_residual",
     "pad_groups",
@@ -206,9 +208,48 @@ def inverse_residual(A: torch.Tensor, A_inv: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(M,)`` residual norms; an exact inverse gives about ``cond(A) * eps`` of ``A_inv``'s dtype.
     """
-    u = probe_vector(A.shape[-1], A.dtype, A.device)
+    u = _cached_probe(A.shape[-1], A.dtype, A.device)
     v = torch.matmul(A, torch.matmul(A_inv.to(A.dtype), u).unsqueeze(-1)).squeeze(-1)
     return (v - u).norm(dim=-1)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_probe(d: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """`probe_vector`, made once per shape (read only; an ordinary tensor even if first asked for in inference
+    mode, so later calls outside it may use it)."""
+    with torch.inference_mode(False):
+        return probe_vector(d, dtype, device)
+
+
+def grown_inverse(A_new: torch.Tensor, A_inv: torch.Tensor, U: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The inverse of ``A_new = A + U^T U`` from ``A^-1``: an exact refresh when the ``n`` rows are at least the
+    dimension ``q`` (then it costs no more than Woodbury), else Woodbury, refreshed exactly when the drift check
+    ([`inverse_residual`][banditlib.linalg.inverse_residual]) fails. The ridge update of the neural estimators'
+    last-layer and feature statistics; the ridge estimator schedules its drift checks by observation counts.
+
+    Args:
+        A_new: ``(T, q, q)`` float64 Gram matrices after the rows were added.
+        A_inv: ``(T, q, q)`` inverses of the matrices before.
+        U: ``(T, n, q)`` the rows added, in ``dtype``.
+        dtype: the inverses' dtype.
+
+    Returns:
+        ``(T, q, q)`` inverses of ``A_new`` in ``dtype``.
+
+    Examples:
+        >>> import torch
+        >>> A, U = torch.eye(3, dtype=torch.float64)[None], torch.ones(1, 1, 3, dtype=torch.float64)
+        >>> A_inv = grown_inverse(A + U.mT @ U, torch.eye(3, dtype=torch.float64)[None], U, torch.float64)
+        >>> torch.allclose(A_inv @ (A + U.mT @ U), torch.eye(3, dtype=torch.float64))
+        True
+    """
+    n, q = U.shape[-2:]
+    if n >= q:
+        return refresh_inverse(A_new, dtype)
+    out = woodbury(A_inv, U)
+    if not bool((inverse_residual(A_new, out) <= drift_tolerance(dtype)).all()):
+        return refresh_inverse(A_new, dtype)
+    return out
 
 
 def drift_tolerance(dtype: torch.dtype) -> float:

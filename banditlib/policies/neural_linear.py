@@ -11,7 +11,6 @@ different networks. Between training rounds they are kept by Sherman-Morrison/Wo
 
 from __future__ import annotations
 
-import functools
 from typing import Any, ClassVar
 
 import torch
@@ -22,20 +21,6 @@ from banditlib.policies._neural_base import _NeuralPolicy
 from banditlib.policies.rules import ThompsonRule, UCBRule
 
 __all__ = ["NeuralLinTS", "NeuralLinUCB", "NeuralLinearEstimator"]
-
-
-@functools.lru_cache(maxsize=16)
-def _probe_vector(d: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """`linalg.probe_vector`, made once (read only; an ordinary tensor even if first asked for in inference mode)."""
-    with torch.inference_mode(False):
-        return linalg.probe_vector(d, dtype, device)
-
-
-def _inverse_residual(A: torch.Tensor, A_inv: torch.Tensor) -> torch.Tensor:
-    """[`linalg.inverse_residual`][banditlib.linalg.inverse_residual], its arithmetic, with the probe vector cached."""
-    u = _probe_vector(A.shape[-1], A.dtype, A.device)
-    v = torch.matmul(A, torch.matmul(A_inv.to(A.dtype), u).unsqueeze(-1)).squeeze(-1)
-    return (v - u).norm(dim=-1)
 
 
 class NeuralLinearEstimator(_NeuralPolicy):
@@ -78,13 +63,7 @@ class NeuralLinearEstimator(_NeuralPolicy):
         phi64 = phi.to(torch.float64)
         A = self.A_ + phi64.T @ phi64
         b = self.b_ + phi64.T @ rewards.to(torch.float64)
-        n, q = phi.shape
-        if n >= q:
-            A_inv = linalg.refresh_inverse(A[None], self.dtype)[0]
-        else:
-            A_inv = linalg.woodbury(self.A_inv_[None], phi[None])[0]
-            if not bool(_inverse_residual(A[None], A_inv[None])[0] <= linalg.drift_tolerance(self.dtype)):
-                A_inv = linalg.refresh_inverse(A[None], self.dtype)[0]
+        A_inv = linalg.grown_inverse(A[None], self.A_inv_[None], phi[None], self.dtype)[0]
         return self._stats(A, b, A_inv)
 
     def _refit(self, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
