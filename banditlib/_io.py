@@ -237,6 +237,10 @@ def parse_json(text: str, what: str) -> object:
     Raises:
         ValueError: invalid JSON, an integer of more than 20 digits or nesting deep enough to exhaust the
             stack, naming ``what`` (callers turn it into an ``InvalidInputError``).
+
+    Examples:
+        >>> parse_json('{"alpha": 0.5}', "the constructor arguments")
+        {'alpha': 0.5}
     """
     try:
         return json.loads(text, parse_int=_parse_int)

@@ -36,6 +36,14 @@ class Saved:
         target: the class the file holds: a subclass of the class reading it (that class itself for formats
             that name no class).
         config: the constructor arguments (a fresh dict, the caller may change it).
+
+    Examples:
+        What [`Persistent._read_file`][banditlib.extend.Persistent] returns (see its example for a file):
+
+        >>> import torch
+        >>> saved = Saved({"n": torch.tensor(3)}, {"format": "example.counter"}, "1", object, {"start": 3})
+        >>> saved.config["start"], int(saved.tensors["n"])
+        (3, 3)
     """
 
     tensors: dict[str, torch.Tensor]
@@ -50,7 +58,7 @@ class Persistent:
 
     A class sets the format it writes and reads, and provides its constructor arguments, its state and any
     extra metadata; `_save_file` writes them, `_read_file` checks a file and returns a
-    [`Saved`][banditlib._persist.Saved]. Files written before the checksum (version ``"1"``) still load;
+    [`Saved`][banditlib.extend.Saved]. Files written before the checksum (version ``"1"``) still load;
     a file of a version that is always written with one is refused without it, so a damaged checksum key
     cannot pass as an old file.
 
@@ -123,7 +131,7 @@ class Persistent:
             where: the public method reading it, for error messages (``"LinUCB.load()"``).
 
         Returns:
-            The checked [`Saved`][banditlib._persist.Saved] contents.
+            The checked [`Saved`][banditlib.extend.Saved] contents.
 
         Raises:
             InvalidInputError: the file is unreadable or corrupted (see `banditlib._io.read_tensors`), of

@@ -20,6 +20,7 @@ __all__ = [
     "STREAM_EXPLORE",
     "STREAM_NOISE",
     "STREAM_TIES",
+    "STREAM_USER",
     "mix64",
     "normal",
     "normal_np",
@@ -30,6 +31,8 @@ __all__ = [
 STREAM_TIES = 1
 STREAM_NOISE = 2
 STREAM_EXPLORE = 3
+# 4 trains the neural policies' networks, 5 and 6 EE-Net's exploration and decision networks.
+STREAM_USER = 16  # the first stream banditlib itself never uses: extensions draw from 16 and above
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -56,7 +59,18 @@ def _srl(z: torch.Tensor, s: int) -> torch.Tensor:
 
 
 def mix64(z: torch.Tensor) -> torch.Tensor:
-    """SplitMix64's finaliser on an int64 tensor, bit-exact with the unsigned 64-bit reference."""
+    """SplitMix64's finaliser on an int64 tensor, bit-exact with the unsigned 64-bit reference: a bijection
+    that scrambles nearby integers into unrelated ones (for deriving a seed from a seed and a counter).
+
+    Args:
+        z: an int64 tensor of any shape.
+
+    Examples:
+        >>> import torch
+        >>> a, b = mix64(torch.tensor([0, 1]))
+        >>> int(a) != int(b), mix64(torch.tensor([5])).dtype
+        (True, torch.int64)
+    """
     z = z + _signed(_GOLDEN)
     z = (z ^ _srl(z, 30)) * _signed(_M1)
     z = (z ^ _srl(z, 27)) * _signed(_M2)
@@ -99,8 +113,20 @@ def normal(seed: int, stream: int, rows: torch.Tensor, cols: int) -> torch.Tenso
 
     ``z = sqrt(-2 log(1 - u1)) cos(2 pi u2)``; ``1 - u1`` lies in ``(0, 1]``, so the logarithm is finite.
 
+    Args:
+        seed: the policy's seed, in ``[0, 2**63)``.
+        stream: which use the numbers are for; streams are independent.
+        rows: ``(B,)`` int64 decision indices.
+        cols: number of draws per row.
+
     Returns:
         ``(B, cols)`` float64 on ``rows.device``.
+
+    Examples:
+        >>> import torch
+        >>> z = normal(7, STREAM_NOISE, torch.arange(2000), 2)
+        >>> abs(float(z.mean())) < 0.05, abs(float(z.std()) - 1) < 0.05
+        (True, True)
     """
     u = uniform(seed, stream, rows, 2 * cols)
     radius = torch.sqrt(-2.0 * torch.log1p(-u[:, :cols]))

@@ -42,7 +42,16 @@ BACKENDS = ("auto", "torch", "triton")
 
 
 def fmt_shape(shape: Sequence[int]) -> str:
-    """Format a shape the way Python prints a tuple: ``(32,)``, ``(3, 4)``."""
+    """Format a shape the way Python prints a tuple, for error messages: ``(32,)``, ``(3, 4)``.
+
+    Args:
+        shape: a ``torch.Size`` or a sequence of ints.
+
+    Examples:
+        >>> import torch
+        >>> fmt_shape(torch.zeros(32).shape), fmt_shape([3, 4])
+        ('(32,)', '(3, 4)')
+    """
     return str(tuple(int(s) for s in shape))
 
 
@@ -92,7 +101,17 @@ def _check_layout(value: torch.Tensor, where: str, name: str) -> None:
 def all_finite(t: torch.Tensor) -> bool:
     """Whether every element is finite. A NaN or infinity anywhere makes the sum non-finite, so one
     reduction settles the common case; only a non-finite sum (possibly an overflow of finite values) pays
-    for the elementwise check."""
+    for the elementwise check.
+
+    Args:
+        t: a tensor of any shape.
+
+    Examples:
+        >>> import torch
+        >>> big = torch.tensor([3e38, 3e38])  # finite values whose float32 sum overflows
+        >>> all_finite(torch.tensor([1.0, 2.0])), all_finite(big), all_finite(torch.tensor([float("nan")]))
+        (True, True, False)
+    """
     if t.numel() == 0 or bool(torch.isfinite(t.sum())):
         return True
     return bool(torch.isfinite(t).all())
@@ -112,6 +131,26 @@ def as_real_tensor(
     Integer and floating inputs are accepted (a float64 numpy row into a float32 policy just works);
     boolean, complex, object and string data raise, as do NaN or infinite values when ``finite``.
     A tensor that already has the right dtype and device is returned as is, without a copy.
+
+    Args:
+        value: a tensor, numpy array, nested sequence or number.
+        where: the public call, for the message (``"MyRule.select()"``).
+        name: the argument's name, for the message.
+        dtype: the dtype to convert to.
+        device: the device to put it on.
+        finite: whether NaN and infinite values raise.
+
+    Raises:
+        InvalidInputError: non-real or (with ``finite``) non-finite input, ragged sequences, sparse tensors.
+
+    Examples:
+        >>> import numpy as np, torch
+        >>> as_real_tensor(np.arange(3), "f()", "x", dtype=torch.float32, device=torch.device("cpu"))
+        tensor([0., 1., 2.])
+        >>> as_real_tensor([1.0, float("nan")], "f()", "x", dtype=torch.float32, device=torch.device("cpu"))
+        Traceback (most recent call last):
+        ...
+        banditlib.errors.InvalidInputError: f(): `x` must be finite; got 1 NaN or infinite value(s) in shape (2,).
     """
     if isinstance(value, torch.Tensor):
         _check_layout(value, where, name)
@@ -135,7 +174,22 @@ def as_real_tensor(
 
 
 def as_index_tensor(value: Any, where: str, name: str, *, device: torch.device) -> torch.Tensor:
-    """Convert integer input (arm indices) to an int64 tensor on ``device``; floats and booleans raise."""
+    """Convert integer input (arm indices) to an int64 tensor on ``device``; floats and booleans raise.
+
+    Args:
+        value: a tensor, numpy array or nested sequence of integers.
+        where: the public call, for the message.
+        name: the argument's name, for the message.
+        device: the device to put it on.
+
+    Raises:
+        InvalidInputError: non-integer input.
+
+    Examples:
+        >>> import torch
+        >>> as_index_tensor([[0, 2]], "f()", "actions", device=torch.device("cpu"))
+        tensor([[0, 2]])
+    """
     if isinstance(value, torch.Tensor):
         _check_layout(value, where, name)
         if value.dtype == torch.bool or value.is_floating_point() or value.is_complex():
@@ -256,7 +310,26 @@ def check_rewards(rewards: torch.Tensor, where: str, *, shape: tuple[int, ...], 
 
 
 def check_int(value: Any, where: str, name: str, *, low: int = 1, allow_none: bool = False) -> int | None:
-    """An integer ``>= low`` (``None`` passes when ``allow_none``)."""
+    """An integer ``>= low`` (``None`` passes when ``allow_none``); booleans are not integers here.
+
+    Args:
+        value: the argument.
+        where: the public call, for the message.
+        name: the argument's name, for the message.
+        low: the smallest value allowed.
+        allow_none: whether ``None`` passes.
+
+    Raises:
+        InvalidInputError: anything else.
+
+    Examples:
+        >>> check_int(3, "MyRule()", "window")
+        3
+        >>> check_int(0, "MyRule()", "window")
+        Traceback (most recent call last):
+        ...
+        banditlib.errors.InvalidInputError: MyRule(): `window` must be an integer >= 1; got int 0.
+    """
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < low:
@@ -274,7 +347,28 @@ def check_float(
     low_open: bool = False,
     high_open: bool = False,
 ) -> float:
-    """A finite real number in the given interval (``low_open``/``high_open`` exclude the ends)."""
+    """A finite real number in the given interval (``low_open``/``high_open`` exclude the ends), as a float.
+
+    Args:
+        value: the argument.
+        where: the public call, for the message.
+        name: the argument's name, for the message.
+        low: the interval's lower end.
+        high: the interval's upper end.
+        low_open: whether ``low`` itself is excluded.
+        high_open: whether ``high`` itself is excluded.
+
+    Raises:
+        InvalidInputError: a non-number, a boolean, NaN, an infinity or a value outside the interval.
+
+    Examples:
+        >>> check_float(1, "MyRule()", "delta", low=0.0, high=1.0)
+        1.0
+        >>> check_float(1.5, "MyRule()", "delta", low=0.0, high=1.0, high_open=True)
+        Traceback (most recent call last):
+        ...
+        banditlib.errors.InvalidInputError: MyRule(): `delta` must be a finite number in [0.0, 1.0); got float 1.5.
+    """
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
     if ok:
         v = float(value)
@@ -356,7 +450,19 @@ def check_backend(value: Any, where: str) -> str:
 
 
 def check_seed(value: Any, where: str) -> int | None:
-    """``None`` or an integer in ``[0, 2**63)``."""
+    """``None`` or an integer in ``[0, 2**63)`` (a seed of the counter-based generator).
+
+    Args:
+        value: the argument.
+        where: the public call, for the message.
+
+    Raises:
+        InvalidInputError: anything else.
+
+    Examples:
+        >>> check_seed(7, "MyRule()"), check_seed(None, "MyRule()")
+        (7, None)
+    """
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= int(value) < 2**63:

@@ -35,7 +35,7 @@ ENTRY = re.compile(r"\*{0,2}(\w+)(?: \([^)]*\))?:(?:\s|$)")
 
 
 def _modules() -> list[str]:
-    names = ["banditlib", "banditlib.offline", "banditlib.distributed"]
+    names = ["banditlib", "banditlib.offline", "banditlib.distributed", "banditlib.extend"]
     for info in pkgutil.walk_packages(banditlib.adapters.__path__, "banditlib.adapters."):
         if not any(part.startswith("_") for part in info.name.split(".")):
             names.append(info.name)

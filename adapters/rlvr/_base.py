@@ -12,9 +12,9 @@ from typing import Any, Protocol, TypeVar
 
 import torch
 
-from banditlib import _random
-from banditlib._persist import Persistent
+from banditlib import extend
 from banditlib.errors import InvalidInputError, StateError
+from banditlib.extend import Persistent
 
 from .batch import RolloutBatch
 
@@ -430,8 +430,8 @@ class Scheduler(Persistent):
 
 def tie_keys(seed: int, counter: int, n: int, device: torch.device) -> torch.Tensor:
     """``(n,)`` int64 random keys in ``[0, 2**31)`` for decision ``counter``: a pure function of the inputs."""
-    mixed = _random.mix64(torch.tensor([seed, counter], dtype=torch.long))
-    gen = torch.Generator().manual_seed(int(mixed[0] ^ _random.mix64(mixed[1:])[0]) & ((1 << 63) - 1))
+    mixed = extend.mix64(torch.tensor([seed, counter], dtype=torch.long))
+    gen = torch.Generator().manual_seed(int(mixed[0] ^ extend.mix64(mixed[1:])[0]) & ((1 << 63) - 1))
     return torch.randint(0, 1 << 31, (n,), generator=gen).to(device)
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from banditlib import _validation as V
-from banditlib._persist import Persistent
+from banditlib import extend as V
 from banditlib.errors import InvalidInputError
+from banditlib.extend import Persistent
 
 from .batch import FIELDS, OPTIONAL, RolloutBatch, make_batch
 

@@ -59,7 +59,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
-from banditlib import _validation as V
+from banditlib import extend as V
 from banditlib.errors import InvalidInputError
 
 from .batch import RolloutBatch

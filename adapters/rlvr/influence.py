@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from banditlib import _validation as V
+from banditlib import extend as V
 from banditlib.errors import InvalidInputError
 
 __all__ = ["head_gradients", "head_sketch", "sketch_matrices"]

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from banditlib import _validation as V
+from banditlib import extend as V
 from banditlib.errors import InvalidInputError
 
 from ._base import Schedule, Scheduler, tie_keys

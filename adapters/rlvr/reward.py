@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from banditlib import _validation as V
+from banditlib import extend as V
 from banditlib.errors import InvalidInputError
 
 from .batch import RolloutBatch

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from banditlib import _validation as V
+from banditlib import extend as V
 from banditlib.errors import InvalidInputError
 
 from .groups import GroupLayout, keep_counts, top_per_group

@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
-from banditlib import _validation as V
-from banditlib._io import parse_json
+from banditlib import extend as V
 from banditlib.errors import InvalidInputError, StateError
-from banditlib.policies import LinTS, LinUCB, Policy
+from banditlib.extend import parse_json
+from banditlib.policies import LinUCB, Policy
 from banditlib.policies.base import build_for_state, registered_policies
 
 from ._base import Schedule, Scheduler, rank_keys, tie_keys
@@ -108,10 +108,9 @@ class RolloutScheduler(Scheduler):
     (``label.rows == "all"``) update with every labelled fresh rollout as one decision row ``(1, n, d)`` (a forgetting
     policy discounts once per round). A shared round label updates with the selected rows, weighted by ``weighting``:
     ``"round"`` gives each of the ``n`` rows weight ``1/n`` (features and label scaled by ``1/sqrt(n)``, exact for the
-    ridge
-    policies: the round counts as one observation); ``"row"`` passes rows unscaled (the choice for neural
-    policies); ``"mean"`` updates with the mean feature vector of the selection. Default: ``"round"`` for
-    ridge policies with a shared label, ``"row"`` otherwise.
+    ridge policies, whose ``weights_by_scaling`` is true: the round counts as one observation); ``"row"`` passes
+    rows unscaled (the choice for neural policies); ``"mean"`` updates with the mean feature vector of the
+    selection. Default: ``"round"`` for ridge policies with a shared label, ``"row"`` otherwise.
 
     **Cost.** Vectorised throughout (ring-buffer slices, one scoring call, integer top-k; no Python loop over
     rollouts or groups). On a machine whose cores are all busy, torch's intra-op threads can make these
@@ -265,7 +264,7 @@ class RolloutScheduler(Scheduler):
                 f"featurizer.dim = {d}; got {policy!r:.120}."
             )
         self.policy = policy
-        ridge = isinstance(policy, (LinUCB, LinTS))
+        ridge = policy.weights_by_scaling  # a round of n rows counts as one observation exactly
         if weighting not in (None, "round", "row", "mean"):
             raise InvalidInputError(f"{where}: `weighting` must be 'round', 'row', 'mean' or None; got {weighting!r}.")
         if weighting in ("round", "mean") and not self.label.shared:

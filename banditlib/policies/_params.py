@@ -47,6 +47,11 @@ class Param:
             ``_init`` hook.
         config: how the value is kept in ``config`` (JSON: e.g. ``list`` for a tuple); ``None``: not kept (the
             ``_init`` hook does it).
+
+    Examples:
+        >>> p = Param("delta", 0.05, "float", "tail probability.", float_in(0.0, 0.5, low_open=True))
+        >>> p.check(0.1, "MyRule()", p.name), p.config(0.1)
+        (0.1, 0.1)
     """
 
     name: str
@@ -58,18 +63,47 @@ class Param:
 
 
 def float_in(low: float = float("-inf"), high: float = float("inf"), *, low_open: bool = False) -> Check:
-    """A check for a finite float in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+    """A check for a finite float in ``[low, high]`` (``(low, high]`` with ``low_open``).
+
+    Args:
+        low: the lower end.
+        high: the upper end.
+        low_open: whether ``low`` itself is excluded.
+
+    Examples:
+        >>> float_in(0.0, low_open=True)(2, "MyRule()", "reg")
+        2.0
+    """
     return lambda value, where, name: V.check_float(value, where, name, low=low, high=high, low_open=low_open)
 
 
 def int_at_least(low: int = 1, *, allow_none: bool = False) -> Check:
-    """A check for an integer ``>= low`` (or ``None`` with ``allow_none``)."""
+    """A check for an integer ``>= low`` (or ``None`` with ``allow_none``).
+
+    Args:
+        low: the smallest value allowed.
+        allow_none: whether ``None`` passes.
+
+    Examples:
+        >>> int_at_least(0)(0, "MyRule()", "warmup"), int_at_least(allow_none=True)(None, "MyRule()", "pool")
+        (0, None)
+    """
     return lambda value, where, name: V.check_int(value, where, name, low=low, allow_none=allow_none)
 
 
 def choice(options: Collection[str]) -> Check:
     """A check for one of ``options`` (a registry such as a dict is read when checking, so entries added later
-    count)."""
+    count).
+
+    Args:
+        options: the allowed strings.
+
+    Examples:
+        >>> choice(("linear", "neural"))("cubic", "MyPolicy()", "decision")
+        Traceback (most recent call last):
+        ...
+        banditlib.errors.InvalidInputError: MyPolicy(): `decision` must be 'linear' or 'neural'; got 'cubic'.
+    """
 
     def check(value: Any, where: str, name: str) -> str:
         if not isinstance(value, str) or value not in options:
@@ -81,7 +115,17 @@ def choice(options: Collection[str]) -> Check:
 
 
 def layer_widths(value: Any, where: str, name: str) -> tuple[int, ...]:
-    """A check for a sequence of positive layer widths (possibly empty): ``(100,)``, ``[64, 64]``, ``()``."""
+    """A check for a sequence of positive layer widths (possibly empty): ``(100,)``, ``[64, 64]``, ``()``.
+
+    Args:
+        value: the argument.
+        where: the public call, for the message.
+        name: the argument's name, for the message.
+
+    Examples:
+        >>> layer_widths([64, 64], "MyPolicy()", "hidden")
+        (64, 64)
+    """
     if isinstance(value, (int, str)) or not isinstance(value, Sequence):
         raise InvalidInputError(f"{where}: `{name}` must be a sequence of layer widths such as (100,); got {value!r}.")
     return tuple(V.check_int(w, where, f"{name}[i]") for w in value)  # type: ignore[misc]

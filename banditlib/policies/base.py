@@ -85,6 +85,10 @@ class Policy(_StatefulPolicy):
     """Whether the policy's estimator answers [`predict`][banditlib.Policy.predict] (every estimator family:
     ridge, gradient, neural-linear); ``False`` for [`Random`][banditlib.Random] and
     [`EENet`][banditlib.EENet], whose exploration is not a posterior."""
+    weights_by_scaling: ClassVar[bool] = False
+    """Whether an observation of weight ``w`` is exactly its row and reward scaled by ``sqrt(w)``: true for the
+    ridge estimator, whose statistics are sums of ``x x^T`` and ``r x``; what lets a rollout scheduler count a
+    round of ``n`` rows as one observation (``weighting="round"``)."""
     _abstract: ClassVar[bool] = True  # set in a class body: a building block, neither registered nor given a signature
     rng_seed: torch.Tensor
     rng_counter: torch.Tensor

@@ -87,6 +87,7 @@ class RidgeEstimator(Policy):
     refresh_every: int
 
     _abstract = True
+    weights_by_scaling = True
     _params: ClassVar[tuple[Param, ...]] = (
         Param("reg", 1.0, "float", "ridge regularizer ``lambda > 0``.", float_in(0.0, low_open=True)),
         Param("forget", 1.0, "float", "forgetting factor ``gamma`` in ``(0, 1]`` applied once per round (``1``: no "
