@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -270,93 +271,99 @@ class _NeuralPolicy(Policy):
         first = int(self.train_rounds) * self.train_steps
         rows = torch.arange(first, first + self.train_steps, device=self.device)
         picks = (_random.uniform(self.seed, stream, rows, self.batch_size) * n).long().clamp_max(n - 1)
-        if not net._manual_backward:
-            self._adam_autograd(net, X, y, picks, m, v, t_buf, anchor, weight_decay)
-        else:
-            self._adam_steps(net, X, y, picks, m, v, t_buf, anchor, weight_decay)
+        with torch.no_grad():
+            if net._manual_backward:
+                gradient = self._manual_gradient(net, X, y, picks, anchor, weight_decay)
+            else:
+                gradient = self._autograd_gradient(net, X, y, picks, anchor, weight_decay)
+            step = _AdamStep(net.params.detach(), m, v, self.lr)
+            t0 = int(t_buf)
+            for i in range(picks.shape[0]):
+                step(gradient(i), t0 + i + 1)
+            t_buf += picks.shape[0]
         if not (bool(torch.isfinite(params).all()) and bool(torch.isfinite(v).all())):
             raise NumericalError(
                 f"{type(self).__name__}.update(): training made the network's parameters or Adam's moments non-finite "
                 "(rewards or contexts too large, or `lr` too large); the update was rolled back."
             )
 
-    def _adam_steps(
+    def _manual_gradient(
         self,
         net: MLP,
         X: torch.Tensor,
         y: torch.Tensor,
         picks: torch.Tensor,
-        m: torch.Tensor,
-        v: torch.Tensor,
-        t_buf: torch.Tensor,
         anchor: torch.Tensor | None,
         weight_decay: float,
-    ) -> None:
-        """The steps of `_adam` with the loss gradient written out (`MSEGradient`): the arithmetic of
-        `_adam_autograd` bit for bit, without building a graph, and without allocating per step."""
-        n, (steps, B) = X.shape[0], picks.shape
-        with torch.no_grad():
-            P = net.params.detach()
-            g = torch.empty_like(P)
-            loss_gradient = MSEGradient(net, P, g, B)
-            denom = torch.empty_like(P)
-            diff = torch.empty_like(P)
+    ) -> Callable[[int], torch.Tensor]:
+        """``step -> `` the loss gradient of minibatch ``picks[step]``, written out (`MSEGradient`) into one
+        vector: autograd's arithmetic bit for bit, without building a graph or allocating per step."""
+        n, B = X.shape[0], picks.shape[1]
+        P = net.params.detach()
+        g = torch.empty_like(P)
+        loss_gradient = MSEGradient(net, P, g, B)
+        diff = torch.empty_like(P)
+        two = torch.full((), 2.0, dtype=P.dtype, device=P.device)  # the value a Python scalar is cast to
+        # autograd's gradient of reg / (2 n) ||P - anchor||^2: that scalar times 2 (P - anchor)
+        anchor_scale = torch.ones((), dtype=P.dtype, device=P.device) * (0.5 * self.reg / n)
+        batches = _minibatches(X, y, picks)
 
-            def const(value: float) -> torch.Tensor:  # the value a Python scalar operand is cast to
-                return torch.full((), value, dtype=P.dtype, device=P.device)
+        def gradient(step: int) -> torch.Tensor:
+            loss_gradient(*batches(step))
+            if anchor is not None:
+                g.add_(torch.sub(P, anchor, out=diff).mul_(two).mul_(anchor_scale))
+            if weight_decay:
+                g.add_(P, alpha=weight_decay)
+            return g
 
-            b1, b2 = _BETAS
-            b1_t, b2_t, eps_t, two = const(b1), const(b2), const(_EPS), const(2.0)
-            if anchor is not None:  # autograd's gradient of reg / (2 n) ||P - anchor||^2: that scalar times 2 (P - A)
-                anchor_scale = torch.ones((), dtype=P.dtype, device=P.device) * (0.5 * self.reg / n)
-            batches = _minibatches(X, y, picks)
-            t0 = int(t_buf)
-            for step in range(steps):
-                loss_gradient(*batches(step))
-                if anchor is not None:
-                    g.add_(torch.sub(P, anchor, out=diff).mul_(two).mul_(anchor_scale))
-                if weight_decay:
-                    g.add_(P, alpha=weight_decay)
-                t = t0 + step + 1
-                m.mul_(b1_t).add_(g, alpha=1 - b1)
-                v.mul_(b2_t).addcmul_(g, g, value=1 - b2)
-                step_size = self.lr * math.sqrt(1 - b2**t) / (1 - b1**t)
-                P.addcdiv_(m, torch.sqrt(v, out=denom).add_(eps_t), value=-step_size)
-            t_buf += steps
+        return gradient
 
-    def _adam_autograd(
+    def _autograd_gradient(
         self,
         net: MLP,
         X: torch.Tensor,
         y: torch.Tensor,
         picks: torch.Tensor,
-        m: torch.Tensor,
-        v: torch.Tensor,
-        t_buf: torch.Tensor,
         anchor: torch.Tensor | None,
         weight_decay: float,
-    ) -> None:
-        """The steps of `_adam` with the loss differentiated by ``torch.autograd`` (activations without a
+    ) -> Callable[[int], torch.Tensor]:
+        """``step -> `` the loss gradient of minibatch ``picks[step]`` by ``torch.autograd`` (activations without a
         written-out backward)."""
         n = X.shape[0]
         params = net.params
-        b1, b2 = _BETAS
-        for step in range(picks.shape[0]):
+
+        def gradient(step: int) -> torch.Tensor:
             idx = picks[step]
             with torch.enable_grad():
                 loss = 0.5 * torch.mean((net(X[idx]) - y[idx]) ** 2)
                 if anchor is not None:
                     loss = loss + (0.5 * self.reg / n) * torch.sum((params - anchor) ** 2)
                 (g,) = torch.autograd.grad(loss, [params])
-            with torch.no_grad():
-                if weight_decay:
-                    g = g.add(params, alpha=weight_decay)
-                t_buf += 1
-                t = int(t_buf)
-                m.mul_(b1).add_(g, alpha=1 - b1)
-                v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                step_size = self.lr * math.sqrt(1 - b2**t) / (1 - b1**t)
-                params.addcdiv_(m, v.sqrt().add_(_EPS), value=-step_size)
+            return g.add(params, alpha=weight_decay) if weight_decay else g
+
+        return gradient
+
+
+class _AdamStep:
+    """Adam's update of the flat parameters ``P`` in place, moments ``m`` and ``v`` in place, allocation-free:
+    ``m <- b1 m + (1 - b1) g``, ``v <- b2 v + (1 - b2) g^2``, ``P <- P - lr sqrt(1 - b2^t) / (1 - b1^t) m /
+    (sqrt(v) + eps)`` (the bias corrections in the step size; see the module docstring). Written out rather
+    than ``torch.optim.Adam``, whose rounding differs, so that saved policies keep making the decisions they
+    made; switching is a change of every neural benchmark table (noted in docs/neural.md)."""
+
+    def __init__(self, P: torch.Tensor, m: torch.Tensor, v: torch.Tensor, lr: float) -> None:
+        self.P, self.m, self.v, self.lr = P, m, v, lr
+        self.denom = torch.empty_like(P)
+        b1, b2 = _BETAS
+        # the values Python scalar operands are cast to, made once
+        self.b1, self.b2, self.eps = (torch.full((), c, dtype=P.dtype, device=P.device) for c in (b1, b2, _EPS))
+
+    def __call__(self, g: torch.Tensor, t: int) -> None:
+        b1, b2 = _BETAS
+        self.m.mul_(self.b1).add_(g, alpha=1 - b1)
+        self.v.mul_(self.b2).addcmul_(g, g, value=1 - b2)
+        step_size = self.lr * math.sqrt(1 - b2**t) / (1 - b1**t)
+        self.P.addcdiv_(self.m, torch.sqrt(self.v, out=self.denom).add_(self.eps), value=-step_size)
 
 
 def _minibatches(X: torch.Tensor, y: torch.Tensor, picks: torch.Tensor) -> Any:
