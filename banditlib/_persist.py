@@ -56,10 +56,10 @@ class Saved:
 class Persistent:
     """Mixin for classes saved as one banditlib safetensors file.
 
-    A class sets the format it writes and reads, and provides its constructor arguments, its state and any
-    extra metadata; `_save_file` writes them, `_read_file` checks a file and returns a
-    [`Saved`][banditlib.extend.Saved]. Files written before the checksum (version ``"1"``) still load;
-    a file of a version that is always written with one is refused without it, so a damaged checksum key
+    A class sets the format it writes and reads, and provides its constructor arguments and its state (by default
+    its ``config`` and ``state_dict()``) and any extra metadata; `_save_file` writes them, `_read_file` checks a
+    file and returns a [`Saved`][banditlib.extend.Saved]. Files written before the checksum (version ``"1"``) still
+    load; a file of a version that is always written with one is refused without it, so a damaged checksum key
     cannot pass as an old file.
 
     Attributes:
@@ -100,12 +100,12 @@ class Persistent:
     # ------------------------------------------------------------------------------------------ hooks
 
     def _file_config(self) -> Mapping[str, Any]:
-        """The constructor arguments, JSON-serialisable."""
-        raise NotImplementedError
+        """The constructor arguments, JSON-serialisable (default: the object's ``config``)."""
+        return self.config  # type: ignore[attr-defined]
 
     def _file_state(self) -> Mapping[str, torch.Tensor]:
-        """The state to save, name -> tensor."""
-        raise NotImplementedError
+        """The state to save, name -> tensor (default: the object's ``state_dict()``)."""
+        return self.state_dict()  # type: ignore[attr-defined]
 
     def _file_metadata(self) -> Mapping[str, str]:
         """Extra metadata (strings) written after the standard keys."""

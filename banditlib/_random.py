@@ -114,13 +114,13 @@ def normal(seed: int, stream: int, rows: torch.Tensor, cols: int) -> torch.Tenso
     ``z = sqrt(-2 log(1 - u1)) cos(2 pi u2)``; ``1 - u1`` lies in ``(0, 1]``, so the logarithm is finite.
 
     Args:
-        seed: the policy's seed, in ``[0, 2**63)``.
-        stream: which use the numbers are for; streams are independent.
-        rows: ``(B,)`` int64 decision indices.
-        cols: number of draws per row.
+        seed: as for [`uniform`][banditlib.extend.uniform].
+        stream: as for ``uniform`` (the normals of a stream use its uniforms, two per draw).
+        rows: ``(B,)`` int64 decision indices, as for ``uniform``.
+        cols: normals per row.
 
     Returns:
-        ``(B, cols)`` float64 on ``rows.device``.
+        ``(B, cols)`` float64 standard normals on ``rows.device``.
 
     Examples:
         >>> import torch

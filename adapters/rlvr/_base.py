@@ -340,11 +340,7 @@ class Scheduler(Persistent):
     _file_format, _file_kind, _file_version = FORMAT, "rollout-scheduler", FORMAT_VERSION
     _file_readable, _file_unchecked, _file_classes = READABLE_VERSIONS, ("1",), _REGISTRY
 
-    def _file_config(self) -> dict[str, Any]:
-        return self.config
 
-    def _file_state(self) -> dict[str, torch.Tensor]:
-        return self.state_dict()
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the scheduler (class, arguments, state: buffer and policy included) to ``path``, pickle-free."""
@@ -423,6 +419,24 @@ class Scheduler(Persistent):
             return cls(**{**config, **kwargs})
         except TypeError as exc:
             raise InvalidInputError(f"{where}: the file's arguments do not fit {cls.__name__}: {exc}") from None
+
+
+class _BufferedScheduler(Scheduler):
+    """A scheduler holding a rollout buffer in ``self.buffer``: its entries are saved and loaded under
+    ``buffer.`` with the rest of the state."""
+
+    buffer: Any
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = super().state_dict()
+        state.update({f"buffer.{k}": v for k, v in self.buffer.state_dict().items()})
+        return state
+
+    def _load_extra(self, state: Mapping[str, torch.Tensor], where: str) -> None:
+        part = {k.removeprefix("buffer."): v for k, v in state.items() if k.startswith("buffer.")}
+        if not part:
+            raise InvalidInputError(f"{where}: the state holds no buffer entries.")
+        self.buffer.load_state_dict(part)
 
 
 # ---------------------------------------------------------------------------------------------- helpers

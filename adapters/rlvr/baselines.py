@@ -7,15 +7,13 @@ groups (no Python loop over rollouts or groups).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from banditlib import extend as V
-from banditlib.errors import InvalidInputError
 
-from ._base import Schedule, Scheduler
+from ._base import Schedule, Scheduler, _BufferedScheduler
 from .batch import RolloutBatch
 from .buffer import RolloutBuffer
 from .groups import GroupLayout, group_range, keep_counts
@@ -204,7 +202,7 @@ class ThresholdScheduler(Scheduler):
         return Schedule.keep(batch, torch.nonzero(keep).squeeze(1))
 
 
-class RecencyReplay(Scheduler):
+class RecencyReplay(_BufferedScheduler):
     """Experience replay by recency: train on every fresh rollout plus the ``reuse`` newest rollouts of the
     previous rounds in a FIFO buffer (newest round first, row order within a round).
 
@@ -261,14 +259,3 @@ class RecencyReplay(Scheduler):
         slots = buf.push(batch)
         buf.add_uses(slots)
         return Schedule.keep(batch, torch.arange(n, device=device), replay=replay)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        state = super().state_dict()
-        state.update({f"buffer.{k}": v for k, v in self.buffer.state_dict().items()})
-        return state
-
-    def _load_extra(self, state: Mapping[str, torch.Tensor], where: str) -> None:
-        part = {k.removeprefix("buffer."): v for k, v in state.items() if k.startswith("buffer.")}
-        if not part:
-            raise InvalidInputError(f"{where}: the state holds no buffer entries.")
-        self.buffer.load_state_dict(part)

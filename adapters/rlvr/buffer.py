@@ -387,11 +387,7 @@ class RolloutBuffer(Persistent):
     _file_format, _file_kind, _file_version = FORMAT, "rollout-buffer", "2"
     _file_readable, _file_unchecked, _file_unversioned = ("1", "2"), (None,), "1"
 
-    def _file_config(self) -> dict[str, Any]:
-        return self.config
 
-    def _file_state(self) -> dict[str, torch.Tensor]:
-        return self.state_dict()
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the buffer to ``path`` (pickle-free safetensors, atomically)."""

@@ -18,7 +18,6 @@ probe gradient (I-PPO, arXiv
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -26,7 +25,7 @@ import torch
 from banditlib import extend as V
 from banditlib.errors import InvalidInputError
 
-from ._base import Schedule, Scheduler, tie_keys
+from ._base import Schedule, Scheduler, _BufferedScheduler, tie_keys
 from .batch import RolloutBatch
 from .buffer import RolloutBuffer
 from .consistency import AnswerStats
@@ -90,7 +89,7 @@ class OverlongFilter(Scheduler):
         return Schedule.keep(batch, ~batch.truncated)
 
 
-class PriorityReplay(Scheduler):
+class PriorityReplay(_BufferedScheduler):
     """Rollout-level replay prioritised by ``|advantage|``: every fresh rollout, plus replayed ones.
 
     Each round trains on all fresh rollouts ("fresh-anchored") and ``round(replay_ratio * N)`` buffered
@@ -165,17 +164,6 @@ class PriorityReplay(Scheduler):
         buf.add_uses(chosen)
         buf.add_uses(buf.push(batch))
         return Schedule.keep(batch, torch.arange(n, device=device), replay=replay)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        state = super().state_dict()
-        state.update({f"buffer.{k}": v for k, v in self.buffer.state_dict().items()})
-        return state
-
-    def _load_extra(self, state: Mapping[str, torch.Tensor], where: str) -> None:
-        part = {k.removeprefix("buffer."): v for k, v in state.items() if k.startswith("buffer.")}
-        if not part:
-            raise InvalidInputError(f"{where}: the state holds no buffer entries.")
-        self.buffer.load_state_dict(part)
 
 
 class InfluenceFilter(Scheduler):

@@ -25,10 +25,10 @@ from .. import RolloutBatch, Schedule
 from .._base import SchedulerLike
 from ..groups import group_range
 from ..influence import head_gradients
+from ._model import Params
 from .train import AdamState, adam_init, grpo_advantages, ppo_step, warm_start
 from .world import (
     Generation,
-    Params,
     SimConfig,
     World,
     expected_accuracy,

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 
 from ..groups import grpo_advantage
-from .world import Params, SimConfig, World, token_logprobs
+from ._model import Params
+from .world import SimConfig, World, token_logprobs
 
 __all__ = ["AdamState", "StepStats", "adam_init", "clone_state", "grpo_advantages", "ppo_step", "warm_start"]
 
