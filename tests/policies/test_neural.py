@@ -162,3 +162,25 @@ def test_neural_ucb_beats_linucb_on_the_cosine_problem() -> None:
             total += h[t].max() - h[t, arm]
         regret[name] = total
     assert regret["neuralucb"] < 0.5 * regret["linucb"], regret
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.5])
+def test_the_adam_step_is_torch_optim_adams(dtype: torch.dtype, weight_decay: float) -> None:
+    """The policies' Adam step equals ``torch.optim.Adam(fused=True)``'s, bit for bit, over many steps (the
+    fused kernel is called directly; a torch version that changed it would show here first)."""
+    from banditlib.policies._neural_base import _AdamStep
+
+    g = torch.Generator().manual_seed(0)
+    P0 = torch.randn(301, generator=g, dtype=dtype)
+    grads = [torch.randn(301, generator=g, dtype=dtype) for _ in range(12)]
+    ref = P0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([ref], lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay, fused=True)
+    P, m, v = P0.clone(), torch.zeros_like(P0), torch.zeros_like(P0)
+    step = _AdamStep(P, m, v, 1e-2, weight_decay)
+    for t, grad in enumerate(grads, start=1):
+        ref.grad = grad.clone()
+        opt.step()
+        step(grad, t)
+        assert torch.equal(P, ref.detach()), t
+    assert torch.equal(m, opt.state[ref]["exp_avg"]) and torch.equal(v, opt.state[ref]["exp_avg_sq"])
