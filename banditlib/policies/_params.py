@@ -11,7 +11,7 @@ written in one place however many policies share it.
 
 Why not a dataclass or pydantic model per policy: the arguments are shared across class hierarchies
 (``reg`` belongs to the estimator, ``alpha`` to the rule) and the validation messages are the library's own
-(``LinUCB(): `reg` must be a finite number in (0.0, inf]; got -1.``), which neither gives over mixins.
+(``LinUCB(): `reg` must be a finite number in (0.0, inf]; got int -1.``), which neither gives over mixins.
 """
 
 from __future__ import annotations
