@@ -305,3 +305,24 @@ def test_script_loads_without_selenium():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "unrendered maths" in out
+
+
+def test_the_api_docs_see_the_derived_policy_signatures() -> None:
+    """The griffe extension of mkdocs.yml (tools/griffe_policies.py) gives static analysis the signatures and
+    ``Args:`` sections that banditlib.policies._params derives at import time; without it the API page would
+    show ``LinUCB(dim, arms=None, **kwargs)`` and no argument list."""
+    griffe = pytest.importorskip("griffe")
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "tools"))
+    try:
+        from griffe_policies import DerivedPolicyDocs
+    finally:
+        sys.path.pop(0)
+    pkg = griffe.load("banditlib", extensions=griffe.load_extensions(DerivedPolicyDocs()), search_paths=[str(root)],
+                      resolve_aliases=False)  # fmt: skip
+    for path, first in [("policies.linear.LinUCB", "alpha"), ("policies.neural.NeuralUCB", "gamma")]:
+        cls = pkg[path]
+        names = [p.name for p in cls.members["__init__"].parameters]
+        assert names[:4] == ["self", "dim", "arms", first] and names[-1] == "backend", names
+        assert f"    {first}: " in cls.docstring.value
+    assert "__init__" not in pkg["policies.ridge.RidgeEstimator"].members  # building blocks keep Policy's
