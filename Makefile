@@ -30,6 +30,7 @@ test: $(VENV)/.test-installed lint typecheck unit docs verl
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check banditlib adapters tests benchmarks examples tools
+	$(VENV)/bin/ruff format --check banditlib adapters tests benchmarks examples tools
 
 typecheck: $(VENV)/.test-installed
 	$(VENV)/bin/mypy banditlib

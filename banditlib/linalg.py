@@ -319,9 +319,7 @@ def grouped_gram(
         The new ``A`` ``(T, d, d)`` and ``b`` ``(T, d)``.
     """
     if order is None:
-        return rank_update(A, U.unsqueeze(0), scale), vector_update(
-            b, U.unsqueeze(0), c.unsqueeze(0), scale
-        )
+        return rank_update(A, U.unsqueeze(0), scale), vector_update(b, U.unsqueeze(0), c.unsqueeze(0), scale)
     U, c = U[order], c[order]
     A_new, b_new = A * scale, b * scale
     start = 0

@@ -372,8 +372,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report["elapsed_s"] = time.perf_counter() - start
     report["load_average_before_after"] = [load_before, os.getloadavg()]
     m = report["machine"]
-    print(f"bench_linear ({report['mode']}): {m['cpu_model']}, {m['cores']} cores, torch threads "
-          f"{m['torch_num_threads']}, load average {load_before[0]:.2f}, {report['elapsed_s']:.0f} s\n")
+    print(
+        f"bench_linear ({report['mode']}): {m['cpu_model']}, {m['cores']} cores, torch threads "
+        f"{m['torch_num_threads']}, load average {load_before[0]:.2f}, {report['elapsed_s']:.0f} s\n"
+    )
     tables = [online_table(report["online"]), batch_table(report["batch"]), shared_table(report["shared"])]
     print("\n\n".join(tables))
     args.out.mkdir(parents=True, exist_ok=True)

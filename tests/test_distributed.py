@@ -224,8 +224,10 @@ REFUSALS = {  # scenario -> (error, what the message names; {last} is the odd ra
     "bad-dim": ("InvalidInputError", ["`dim` = 4 on rank {last}"]),
     "bad-dtype": ("InvalidInputError", ["rank {last} has dtype float32"]),
     "bad-not-policy": ("InvalidInputError", ["rank {last}: `policy` is a Linear, not a banditlib Policy"]),
-    "bad-rounds": ("InvalidInputError", ["rank {last} made 4 rounds since the last sync where rank 0 made 3",
-                                         "same number of rounds"]),
+    "bad-rounds": (
+        "InvalidInputError",
+        ["rank {last} made 4 rounds since the last sync where rank 0 made 3", "same number of rounds"],
+    ),
     "bad-base": ("StateError", ["rank 1 does not start from", "broadcast_"]),
     "bad-loaded": ("StateError", ["`n_updates_`", "broadcast_"]),
     "bad-conditioning": ("InvalidInputError", ["ill-conditioned"]),

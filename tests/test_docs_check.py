@@ -151,11 +151,14 @@ def test_check_api_reports_missing_names_per_module_once():
 
 
 def test_empty_doc_entries():
-    page = API_PAGE + """
+    page = (
+        API_PAGE
+        + """
     <div class="doc doc-object doc-function">
       <h3 id="banditlib.load" class="doc doc-heading">load</h3>
       <div class="doc doc-contents first">  </div>
     </div>"""
+    )
     # LinTS has only a base-class line and members: no docstring text of its own.
     assert dc.empty_doc_entries(dc.parse_html(page)) == ["banditlib.policies.linear.LinTS", "banditlib.load"]
 
@@ -174,8 +177,10 @@ def test_network_failures():
         _sent("2", "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"),
         {"method": "Network.loadingFailed", "params": {"requestId": "2", "errorText": "net::ERR_NAME_NOT_RESOLVED"}},
         _sent("3", base + "missing.js"),
-        {"method": "Network.responseReceived", "params": {"requestId": "3",
-                                                          "response": {"status": 404, "url": base + "missing.js"}}},
+        {
+            "method": "Network.responseReceived",
+            "params": {"requestId": "3", "response": {"status": 404, "url": base + "missing.js"}},
+        },
         _sent("4", base + "slow.js"),
         {"method": "Network.loadingFailed", "params": {"requestId": "4", "errorText": "net::ERR_FAILED"}},
         _sent("5", base + "aborted.js"),

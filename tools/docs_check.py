@@ -64,8 +64,9 @@ SCREENSHOT_MARKER = ".docs-check"  # a folder holding this file was made by us: 
 # A small DOM, enough to read mkdocs' and Chromium's HTML (the standard library has no tree builder).
 # --------------------------------------------------------------------------------------------------------
 
-VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
-                  "track", "wbr"})
+VOID = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"}
+)
 NOT_VISIBLE = frozenset({"script", "style", "template", "noscript", "head"})
 
 
@@ -296,8 +297,11 @@ def empty_doc_entries(doc: Node) -> list[str]:
         contents = next((c for c in kids if "doc-contents" in c.classes), None)
         if heading is None:
             continue
-        own = "" if contents is None else contents.text(skip=lambda n: bool({"doc-children", "doc-class-bases"}
-                                                                             & n.classes))
+        own = (
+            ""
+            if contents is None
+            else contents.text(skip=lambda n: bool({"doc-children", "doc-class-bases"} & n.classes))
+        )
         if not own.strip():
             empty.append(heading.attrs["id"])
     return empty
@@ -521,8 +525,11 @@ def find_browser(explicit: str | None) -> str | None:
 
 
 def find_driver(explicit: str | None) -> str | None:
-    return explicit or shutil.which("chromedriver") or next(
-        (p for p in ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver") if Path(p).exists()), None)
+    return (
+        explicit
+        or shutil.which("chromedriver")
+        or next((p for p in ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver") if Path(p).exists()), None)
+    )
 
 
 @contextlib.contextmanager
@@ -619,8 +626,13 @@ class PageResult:
         if len(self.maths) > max_maths:
             maths.append(f"... and {len(self.maths) - max_maths} more maths problems on this page (--max-lines)")
         return [
-            *self.other, *(f"console error: {m}" for m in self.console), *self.network, *maths,
-            *(f"image did not load: {m}" for m in self.images), *self.links, *self.api,
+            *self.other,
+            *(f"console error: {m}" for m in self.console),
+            *self.network,
+            *maths,
+            *(f"image did not load: {m}" for m in self.images),
+            *self.links,
+            *self.api,
         ]
 
 
@@ -640,15 +652,18 @@ def _screenshot(driver: Any, dest: Path) -> None:
     metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
     size = metrics.get("cssContentSize") or metrics["contentSize"]
     width, height = max(1, int(size["width"])), max(1, min(int(size["height"]), 30000))
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
-    })
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+        },
+    )
     dest.write_bytes(base64.b64decode(shot["data"]))
 
 
-def check_page(driver: Any, base: str, page: str, links: LinkChecker, shots: Path | None,
-               settle: float) -> PageResult:
+def check_page(driver: Any, base: str, page: str, links: LinkChecker, shots: Path | None, settle: float) -> PageResult:
     from selenium.common.exceptions import TimeoutException, WebDriverException
 
     result = PageResult(page or "/")
@@ -719,11 +734,21 @@ def summary_table(results: list[PageResult]) -> str:
     head = ("page", "result", "console", "network", "maths", "raw maths", "images", "links", "entries", "api", "s")
     rows = [head]
     for r in results:
-        rows.append((
-            r.page, "FAIL" if r.failures else "ok", str(len(r.console)), str(len(r.network)), str(r.math_count),
-            str(len(r.maths)), str(len(r.images)), str(len(r.links)),
-            str(len(r.entries)), str(len(r.api)), f"{r.seconds:.1f}",
-        ))
+        rows.append(
+            (
+                r.page,
+                "FAIL" if r.failures else "ok",
+                str(len(r.console)),
+                str(len(r.network)),
+                str(r.math_count),
+                str(len(r.maths)),
+                str(len(r.images)),
+                str(len(r.links)),
+                str(len(r.entries)),
+                str(len(r.api)),
+                f"{r.seconds:.1f}",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = [
         "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
@@ -736,13 +761,19 @@ def summary_table(results: list[PageResult]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="docs_check.py")
     parser.add_argument("--site-dir", type=Path, help="check this already-built site instead of building one")
-    parser.add_argument("--screenshots", type=Path, default=Path("docs-check"),
-                        help="folder for one full-page PNG per page (default: docs-check/); '' for none")
+    parser.add_argument(
+        "--screenshots",
+        type=Path,
+        default=Path("docs-check"),
+        help="folder for one full-page PNG per page (default: docs-check/); '' for none",
+    )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to load one page (default: 30)")
-    parser.add_argument("--settle", type=float, default=5.0,
-                        help="seconds to wait at most for maths and images to render (default: 5)")
-    parser.add_argument("--max-lines", type=int, default=10,
-                        help="maths problems listed per page; the rest are counted (default: 10)")
+    parser.add_argument(
+        "--settle", type=float, default=5.0, help="seconds to wait at most for maths and images to render (default: 5)"
+    )
+    parser.add_argument(
+        "--max-lines", type=int, default=10, help="maths problems listed per page; the rest are counted (default: 10)"
+    )
     parser.add_argument("--chromium", help="browser binary (default: chromium on PATH)")
     parser.add_argument("--chromedriver", help="driver binary (default: chromedriver on PATH)")
     args = parser.parse_args(argv)
@@ -750,14 +781,15 @@ def main(argv: list[str] | None = None) -> int:
 
     browser, driver_path = find_browser(args.chromium), find_driver(args.chromedriver)
     if not browser or not driver_path:
-        print("docs-check: FAIL: needs Chromium and its driver: apt-get install -y chromium chromium-driver",
-              file=sys.stderr)
+        print(
+            "docs-check: FAIL: needs Chromium and its driver: apt-get install -y chromium chromium-driver",
+            file=sys.stderr,
+        )
         return 2
     try:
         import selenium  # noqa: F401
     except ImportError:
-        print(f"docs-check: FAIL: needs Selenium: {sys.executable} -m pip install 'selenium>=4.20,<5'",
-              file=sys.stderr)
+        print(f"docs-check: FAIL: needs Selenium: {sys.executable} -m pip install 'selenium>=4.20,<5'", file=sys.stderr)
         return 2
 
     with contextlib.ExitStack() as stack:

@@ -340,8 +340,6 @@ class Scheduler(Persistent):
     _file_format, _file_kind, _file_version = FORMAT, "rollout-scheduler", FORMAT_VERSION
     _file_readable, _file_unchecked, _file_classes = READABLE_VERSIONS, ("1",), _REGISTRY
 
-
-
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the scheduler (class, arguments, state: buffer and policy included) to ``path``, pickle-free."""
         self._save_file(path)

@@ -387,8 +387,6 @@ class RolloutBuffer(Persistent):
     _file_format, _file_kind, _file_version = FORMAT, "rollout-buffer", "2"
     _file_readable, _file_unchecked, _file_unversioned = ("1", "2"), (None,), "1"
 
-
-
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the buffer to ``path`` (pickle-free safetensors, atomically)."""
         self._save_file(path)

@@ -36,6 +36,7 @@ class GroupLayout:
         >>> lay.inverse.tolist(), lay.counts.tolist(), lay.position.tolist(), lay.padded.tolist()
         ([1, 1, 0], [1, 2], [0, 1, 0], [[2, -1], [0, 1]])
     """
+
     inverse: torch.Tensor
     counts: torch.Tensor
     position: torch.Tensor

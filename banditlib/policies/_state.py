@@ -214,8 +214,6 @@ class _StatefulPolicy(nn.Module, Persistent):
     _file_format, _file_kind, _file_version = FORMAT, "policy", FORMAT_VERSION
     _file_readable, _file_unchecked, _file_classes = READABLE_VERSIONS, ("1",), _REGISTRY
 
-
-
     def _file_metadata(self) -> dict[str, str]:
         return {"dtype": str(self.dtype).removeprefix("torch.")}
 

@@ -31,6 +31,7 @@ from banditlib.policies.selection import Prediction, Selection, _selection, top_
 
 __all__ = ["Policy", "Prediction", "Selection", "build_for_state", "load", "registered_policies"]
 
+
 class Policy(_StatefulPolicy):
     """Base class of every bandit policy: one batched ``select`` / ``update`` API for both arm models.
 

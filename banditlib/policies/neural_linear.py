@@ -83,7 +83,6 @@ class NeuralLinearEstimator(_NeuralPolicy):
         mean, var = shared_score(self._phi(self._inputs(x)), self.A_inv_, self.theta_, backend=self.backend)
         return mean.view(B, -1).to(self.dtype), var.clamp_min(0.0).view(B, -1).to(self.dtype)
 
-
     def _sample_form(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """The learned features ``(B, K, q)``, ``theta`` and the Cholesky factor of ``A^-1`` (cached until the
         state changes): one ``theta~`` per row, shared by its arms."""

@@ -204,10 +204,13 @@ def _sampler(scheduler: Any, cleared: list[str]) -> Any:
     scores = torch.zeros(B, T)
     scores[:, -1] = (torch.arange(B) % 2).float()  # every group half solved
     fields = {"response_mask": torch.ones(B, T, dtype=torch.long), "rm_scores": scores}
-    store = SimpleNamespace(kv_batch_get=lambda keys, partition_id, select_fields: fields,
-                            kv_clear=lambda keys, partition_id: cleared.extend(keys))
-    base = SimpleNamespace(sample=lambda global_steps, partition_id, batch_size: (_KVBatchMeta(keys, [{}] * B), {}),
-                           poll_interval=2.0)
+    store = SimpleNamespace(
+        kv_batch_get=lambda keys, partition_id, select_fields: fields,
+        kv_clear=lambda keys, partition_id: cleared.extend(keys),
+    )
+    base = SimpleNamespace(
+        sample=lambda global_steps, partition_id, batch_size: (_KVBatchMeta(keys, [{}] * B), {}), poll_interval=2.0
+    )
     return BanditReplayBuffer(scheduler=scheduler, base=base, store=store, sampler_kwargs={"answer_key": None})
 
 

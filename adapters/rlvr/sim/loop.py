@@ -155,8 +155,13 @@ class Simulator:
         n = ids.shape[0]
         ones = torch.ones(n)
         return RolloutBatch.from_tensors(
-            group=torch.arange(n), reward=ones, advantage=ones, entropy=torch.zeros(n), length=mask.sum(1),
-            round=self.round, grad=self._head_grad(ids, answer, mask),
+            group=torch.arange(n),
+            reward=ones,
+            advantage=ones,
+            entropy=torch.zeros(n),
+            length=mask.sum(1),
+            round=self.round,
+            grad=self._head_grad(ids, answer, mask),
         )
 
     def train(self, rows: RolloutBatch, weight: torch.Tensor) -> Any:

@@ -62,7 +62,6 @@ deterministic loophole, truncated correct answers, a judge biased towards the po
 mixture (docs/rlvr.md, "The simulator and its verifier-fault worlds")."""
 
 
-
 @dataclass(frozen=True)
 class SimConfig:
     """Sizes and knobs of the simulated RLVR world (defaults: the benchmark's setting).

@@ -54,8 +54,16 @@ def batches(draw: st.DrawFn) -> RolloutBatch:
 def test_matches_the_loop_reference(b: RolloutBatch) -> None:
     s = AnswerStats.of(b)
     want = reference(b)
-    got = {"pass": s.pass_rate, "share": s.answer_share, "agree": s.agreement, "distinct": s.accepted_answers,
-           "dev": s.reward_deviation, "of": s.others_finished, "oa": s.others_accepted, "conflict": s.conflict.float()}
+    got = {
+        "pass": s.pass_rate,
+        "share": s.answer_share,
+        "agree": s.agreement,
+        "distinct": s.accepted_answers,
+        "dev": s.reward_deviation,
+        "of": s.others_finished,
+        "oa": s.others_accepted,
+        "conflict": s.conflict.float(),
+    }
     for k, v in got.items():
         assert torch.allclose(v, torch.tensor(want[k]), atol=1e-6), k
     assert torch.equal(s.accepted, b.reward > 0.5) and torch.equal(s.has_answer, b.answer >= 0)
