@@ -137,16 +137,20 @@ def components(cls: type) -> list[type]:
     return [c for c in cls.__mro__ if "_params" in c.__dict__ or "_init" in c.__dict__]
 
 
+def merged(cls: type, attribute: str) -> dict[str, str]:
+    """The dicts ``attribute`` (``_param_names``, ``_param_docs``) of ``cls``'s MRO merged, the most derived class
+    winning."""
+    out: dict[str, str] = {}
+    for c in reversed(cls.__mro__):
+        out.update(c.__dict__.get(attribute, {}))
+    return out
+
+
 def _renamed(cls: type, p: Param) -> Param:
     """``p`` as ``cls`` calls it: a class's ``_param_names`` renames an inherited argument (NeuralUCB calls the
     UCB rule's width ``gamma``), its ``_param_docs`` rewrites one's text (the most derived class wins)."""
-    names: dict[str, str] = {}
-    docs: dict[str, str] = {}
-    for c in reversed(cls.__mro__):
-        names.update(c.__dict__.get("_param_names", {}))
-        docs.update(c.__dict__.get("_param_docs", {}))
-    name = names.get(p.name, p.name)
-    return Param(name, p.default, p.annotation, docs.get(name, p.doc), p.check, p.config)
+    name = merged(cls, "_param_names").get(p.name, p.name)
+    return Param(name, p.default, p.annotation, merged(cls, "_param_docs").get(name, p.doc), p.check, p.config)
 
 
 def plan(cls: type) -> list[tuple[type, tuple[Param, ...]]]:

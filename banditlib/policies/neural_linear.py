@@ -88,10 +88,10 @@ class NeuralLinearEstimator(_NeuralPolicy):
         state changes): one ``theta~`` per row, shared by its arms."""
         B = x.shape[0]
         phi = self._phi(self._inputs(x)).view(B, -1, self.A_inv_.shape[0])
-        if self._chol is None:
-            self.__dict__["_chol"] = linalg.inverse_factor(self.A_inv_, self.A_).to(self.dtype)
-        assert self._chol is not None
-        return phi, self.theta_, self._chol
+        chol = self._chol
+        if chol is None:  # cached until the state changes
+            chol = self.__dict__["_chol"] = linalg.inverse_factor(self.A_inv_, self.A_).to(self.dtype)
+        return phi, self.theta_, chol
 
 
 class NeuralLinUCB(UCBRule, NeuralLinearEstimator):

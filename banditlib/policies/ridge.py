@@ -160,25 +160,27 @@ class RidgeEstimator(Policy):
         ``None``, each arm's score drawn on its own, exactly ``N(x^T theta_a, x^T A_a^-1 x)``)."""
         if self.arms is not None:
             return None
-        if self._chol is None:  # cached until the state changes
-            self.__dict__["_chol"] = linalg.inverse_factor(self.A_inv_[0], self.A_[0]).to(self.dtype)
-        assert self._chol is not None
-        return x, self.theta_[0], self._chol
+        return x, self.theta_[0], self._cholesky()
+
+    def _cholesky(self) -> torch.Tensor:
+        """Lower Cholesky factor of the shared model's ``A^-1`` ``(d, d)``, cached until the state changes."""
+        chol = self._chol
+        if chol is None:
+            chol = self.__dict__["_chol"] = linalg.inverse_factor(self.A_inv_[0], self.A_[0]).to(self.dtype)
+        return chol
 
     def _sample_form_row(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """`_sample_form` in numpy (LAPACK without torch's dispatch cost)."""
         if self.arms is not None:
             return None
-        if self._chol_np is None:
+        chol = self._chol_np
+        if chol is None:
             try:
                 chol = np.linalg.cholesky(self._state_views()["A_inv_"][0].astype(np.float64)).astype(self._np_dtype)
             except np.linalg.LinAlgError:  # let the torch path raise its NumericalError
-                form = self._sample_form(torch.from_numpy(x[None]))
-                assert form is not None
-                chol = form[2].numpy()
+                chol = self._cholesky().numpy()
             self.__dict__["_chol_np"] = chol
-        assert self._chol_np is not None
-        return x, self._chol_np
+        return x, chol
 
     def _learn_row(
         self, x: np.ndarray, models: np.ndarray | tuple[int, ...], rewards: np.ndarray | tuple[float, ...]

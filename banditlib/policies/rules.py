@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from banditlib import _random
+from banditlib.policies import _params
 from banditlib.policies._params import Param, float_in
 from banditlib.policies._propensity import Noise
 from banditlib.policies.base import Policy
@@ -45,14 +46,12 @@ class _Rule(Policy):
     is stored under, ``_width_attr``, is resolved once per class, as the rule reads it on every ``select``."""
 
     _abstract = True
+    has_posterior = True  # every rule ranks by the estimator's posterior
     _width_param: ClassVar[str] = ""
     _width_attr: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kwargs: object) -> None:
-        names: dict[str, str] = {}
-        for c in reversed(cls.__mro__):
-            names.update(c.__dict__.get("_param_names", {}))
-        cls._width_attr = names.get(cls._width_param, cls._width_param)
+        cls._width_attr = _params.merged(cls, "_param_names").get(cls._width_param, cls._width_param)
         super().__init_subclass__(**kwargs)
 
     def _width(self) -> float:
@@ -70,7 +69,6 @@ class UCBRule(_Rule):
     )
     _width_param = "alpha"
     propensity_rule = "argmax"
-    has_posterior = True
 
     def _score(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, var = self._mean_var(x)
@@ -95,7 +93,6 @@ class ThompsonRule(_Rule):
     )
     _width_param = "scale"
     propensity_rule = "gaussian"
-    has_posterior = True
     _noisy = True
 
     def _score(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,7 +138,6 @@ class GreedyRule(_Rule):
     _abstract = True
     _params: ClassVar[tuple[Param, ...]] = ()
     propensity_rule = "argmax"
-    has_posterior = True
 
     def _score(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean = self._mean(x)
@@ -163,7 +159,6 @@ class EpsilonGreedyRule(_Rule):
         Param("epsilon", 0.1, "float", "exploration probability in ``[0, 1]``.", float_in(0.0, 1.0)),
     )
     propensity_rule = "epsilon"
-    has_posterior = True
     epsilon: float  # the propensity computation reads it under this name: not to be renamed
 
     def _score(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
