@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.optim.adam import adam
 
 from ..groups import grpo_advantage
 from ._model import Params
@@ -89,17 +90,26 @@ def clone_state(params: Params, opt: AdamState) -> tuple[Params, AdamState]:
 
 
 def _adam_update(params: Params, grads: dict[str, torch.Tensor], opt: AdamState, lr: float, max_norm: float) -> None:
-    norm = torch.sqrt(sum((g * g).sum() for g in grads.values()))  # type: ignore[arg-type]
-    scale = min(1.0, max_norm / (float(norm) + 1e-12))
-    opt.t += 1
+    """Clip ``grads`` to total norm ``max_norm``, then take ``torch.optim``'s functional Adam step (in place).
+
+    The clipping coefficient is ``torch.nn.utils.clip_grad_norm_``'s over ``get_total_norm`` (that function
+    reads ``.grad`` fields, which these plain tensors do not have). The step is the fused kernel that
+    ``torch.optim.Adam(fused=True)`` runs on CPU and CUDA, as the neural policies' is; the single-tensor form
+    elsewhere. A test holds both to ``clip_grad_norm_`` and ``torch.optim.Adam(fused=True)`` bit for bit."""
+    leaves = list(params.values())
+    g = [grads[k] for k in params]
+    coef = torch.clamp(max_norm / (torch.nn.utils.get_total_norm(g) + 1e-6), max=1.0)  # clip_grad_norm_'s
+    g = [x * coef for x in g]
+    fused = all(p.device.type in ("cpu", "cuda") for p in leaves)
     b1, b2 = BETAS
-    for k, p in params.items():
-        g = grads[k] * scale
-        opt.m[k].mul_(b1).add_(g, alpha=1 - b1)
-        opt.v[k].mul_(b2).addcmul_(g, g, value=1 - b2)
-        m_hat = opt.m[k] / (1 - b1**opt.t)
-        v_hat = opt.v[k] / (1 - b2**opt.t)
-        p.sub_(lr * m_hat / (v_hat.sqrt() + ADAM_EPS))
+    # The step counts as torch.optim keeps them (float tensors, incremented by the call); AdamState keeps the int.
+    steps = [torch.tensor(float(opt.t), device=p.device) for p in leaves]
+    adam(
+        leaves, g, [opt.m[k] for k in params], [opt.v[k] for k in params], [], steps,
+        foreach=False, fused=fused, amsgrad=False, beta1=b1, beta2=b2, lr=lr, weight_decay=0.0, eps=ADAM_EPS,
+        maximize=False,
+    )  # fmt: skip
+    opt.t += 1
 
 
 def grpo_advantages(reward: torch.Tensor, group: torch.Tensor) -> torch.Tensor:

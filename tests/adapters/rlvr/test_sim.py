@@ -296,3 +296,28 @@ def test_batches_carry_answers_exact_head_gradients_and_a_probe() -> None:
     probe = sim.probe()
     assert len(probe) == sim.world.probe_ids.numel() == 30 and bool((probe.advantage == 1).all())  # 6 + 3 x 8
     assert probe.grad is not None and int(probe.round[0]) == sim.round
+
+
+@pytest.mark.parametrize("max_norm", [1e-3, 1e3])  # clipping that binds, and one that does not
+def test_simulator_step_is_clip_grad_norm_then_torch_adam_bit_for_bit(max_norm: float) -> None:
+    """The simulator's optimiser step equals ``clip_grad_norm_`` followed by ``torch.optim.Adam(fused=True)``
+    over the same parameters, bit for bit, for many steps with changing gradients."""
+    from banditlib.adapters.rlvr.sim.train import _adam_update, adam_init
+
+    g = torch.Generator().manual_seed(3)
+    params = {"w": torch.randn(5, 4, generator=g), "b": torch.randn(4, generator=g)}
+    ref = {k: p.clone().requires_grad_(True) for k, p in params.items()}
+    opt_ref = torch.optim.Adam(list(ref.values()), lr=3e-3, betas=(0.9, 0.999), eps=1e-8, fused=True)
+    state = adam_init(params)
+    for _ in range(25):
+        grads = {k: torch.randn(p.shape, generator=g) for k, p in params.items()}
+        for k, p in ref.items():
+            p.grad = grads[k].clone()
+        torch.nn.utils.clip_grad_norm_(list(ref.values()), max_norm)
+        opt_ref.step()
+        _adam_update(params, grads, state, 3e-3, max_norm)
+    assert state.t == 25
+    for k, p in params.items():
+        assert torch.equal(p, ref[k].detach()), k
+        assert torch.equal(state.m[k], opt_ref.state[ref[k]]["exp_avg"]), k
+        assert torch.equal(state.v[k], opt_ref.state[ref[k]]["exp_avg_sq"]), k
