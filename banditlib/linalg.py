@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import torch
 
 from banditlib.errors import NumericalError
 
 __all__ = [
+    "RidgeFold",
     "cholesky_factor",
     "discount_weights",
     "drift_tolerance",
@@ -34,6 +36,8 @@ __all__ = [
     "quad_form",
     "rank_update",
     "refresh_inverse",
+    "ridge_fold",
+    "ridge_solution",
     "sherman_morrison",
     "vector_update",
     "woodbury",
@@ -221,35 +225,119 @@ def _cached_probe(d: int, dtype: torch.dtype, device: torch.device) -> torch.Ten
         return probe_vector(d, dtype, device)
 
 
-def grown_inverse(A_new: torch.Tensor, A_inv: torch.Tensor, U: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The inverse of ``A_new = A + U^T U`` from ``A^-1``: an exact refresh when the ``n`` rows are at least the
-    dimension ``q`` (then it costs no more than Woodbury), else Woodbury, refreshed exactly when the drift check
-    ([`inverse_residual`][banditlib.linalg.inverse_residual]) fails. The ridge update of the neural estimators'
-    last-layer and feature statistics; the ridge estimator schedules its drift checks by observation counts.
+def grown_inverse(
+    A_new: torch.Tensor,
+    A_inv: torch.Tensor,
+    U: torch.Tensor,
+    dtype: torch.dtype,
+    check: torch.Tensor | None = None,
+    stale: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inverses of ``A_new = A + U^T U`` from ``A^-1``: the one inverse update of every ridge model here.
+
+    An exact refresh when the ``n`` rows are at least the dimension ``q`` (then it costs no more than an
+    update); else Sherman-Morrison (``n = 1``) or Woodbury, followed by an exact refresh of the models that are
+    ``stale`` and of those whose drift check ([`inverse_residual`][banditlib.linalg.inverse_residual]) is asked
+    for by ``check`` and fails.
 
     Args:
         A_new: ``(T, q, q)`` float64 Gram matrices after the rows were added.
         A_inv: ``(T, q, q)`` inverses of the matrices before.
-        U: ``(T, n, q)`` the rows added, in ``dtype``.
+        U: ``(T, n, q)`` the rows added, in ``dtype`` (zero rows, as padding, are harmless).
         dtype: the inverses' dtype.
+        check: ``(T,)`` bool, the models whose drift is checked (default: every model).
+        stale: ``(T,)`` bool, the models refreshed exactly whatever their drift (default: none).
 
     Returns:
-        ``(T, q, q)`` inverses of ``A_new`` in ``dtype``.
+        ``(A_inv_new, refreshed)``: ``(T, q, q)`` inverses of ``A_new`` in ``dtype``, and ``(T,)`` bool, the
+        models whose inverse was recomputed exactly.
 
     Examples:
         >>> import torch
         >>> A, U = torch.eye(3, dtype=torch.float64)[None], torch.ones(1, 1, 3, dtype=torch.float64)
-        >>> A_inv = grown_inverse(A + U.mT @ U, torch.eye(3, dtype=torch.float64)[None], U, torch.float64)
-        >>> torch.allclose(A_inv @ (A + U.mT @ U), torch.eye(3, dtype=torch.float64))
-        True
+        >>> A_inv, refreshed = grown_inverse(A + U.mT @ U, torch.eye(3, dtype=torch.float64)[None], U, torch.float64)
+        >>> torch.allclose(A_inv @ (A + U.mT @ U), torch.eye(3, dtype=torch.float64)), refreshed.tolist()
+        (True, [False])
     """
-    n, q = U.shape[-2:]
+    T, n, q = U.shape
     if n >= q:
-        return refresh_inverse(A_new, dtype)
-    out = woodbury(A_inv, U)
-    if not bool((inverse_residual(A_new, out) <= drift_tolerance(dtype)).all()):
-        return refresh_inverse(A_new, dtype)
-    return out
+        return refresh_inverse(A_new, dtype), torch.ones(T, dtype=torch.bool, device=U.device)
+    out = sherman_morrison(A_inv, U[:, 0]) if n == 1 else woodbury(A_inv, U)
+    redo = torch.zeros(T, dtype=torch.bool, device=U.device) if stale is None else stale.clone()
+    if check is None or bool(check.any()):
+        drifted = ~(inverse_residual(A_new, out) <= drift_tolerance(dtype))
+        redo |= drifted if check is None else check & drifted
+    if bool(redo.any()):
+        s = torch.nonzero(redo).squeeze(1)
+        out[s] = refresh_inverse(A_new[s], dtype)
+    return out, redo
+
+
+def ridge_solution(A_inv: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``theta = A^-1 b`` per model, computed in float64: ``A_inv`` ``(T, q, q)``, ``b`` ``(T, q)`` -> ``(T, q)``
+    in ``dtype``."""
+    return torch.bmm(A_inv.to(torch.float64), b.to(torch.float64).unsqueeze(-1)).squeeze(-1).to(dtype)
+
+
+class RidgeFold(NamedTuple):
+    """Ridge statistics after [`ridge_fold`][banditlib.linalg.ridge_fold] added rows (nothing committed).
+
+    Attributes:
+        A: ``(T, q, q)`` float64 Gram matrices.
+        A_inv: ``(T, q, q)`` their inverses, in the model's dtype.
+        b: ``(T, q)`` float64 ``sum r x``.
+        theta: ``(T, q)`` ``A^-1 b`` in the model's dtype.
+        refreshed: ``(T,)`` bool, the models whose inverse was recomputed exactly.
+    """
+
+    A: torch.Tensor
+    A_inv: torch.Tensor
+    b: torch.Tensor
+    theta: torch.Tensor
+    refreshed: torch.Tensor
+
+
+def ridge_fold(
+    A: torch.Tensor,
+    A_inv: torch.Tensor,
+    b: torch.Tensor,
+    U: torch.Tensor,
+    c: torch.Tensor,
+    dtype: torch.dtype,
+    check: torch.Tensor | None = None,
+    stale: torch.Tensor | None = None,
+) -> RidgeFold:
+    """Rows ``U`` (and their coefficients ``c``) folded into ridge statistics: ``A + U^T U``, ``b + U^T c``,
+    the inverse by [`grown_inverse`][banditlib.linalg.grown_inverse] and ``theta``: the one ridge update of the
+    ridge estimator's accumulating path and of the neural-linear features' statistics (NeuralUCB's last-layer
+    ``Z``, a Gram matrix with no ``b``, takes ``rank_update`` and ``grown_inverse`` alone). Sums in float64,
+    inverses in ``dtype``; the inputs are not modified.
+
+    Args:
+        A: ``(T, q, q)`` float64 Gram matrices.
+        A_inv: ``(T, q, q)`` their inverses.
+        b: ``(T, q)`` float64 ``sum r x`` so far.
+        U: ``(T, n, q)`` float64 rows (zero rows pad models with fewer rows).
+        c: ``(T, n)`` float64 coefficients (rewards) of the rows.
+        dtype: the inverses' and ``theta``'s dtype.
+        check: as in [`grown_inverse`][banditlib.linalg.grown_inverse].
+        stale: likewise.
+
+    Returns:
+        A [`RidgeFold`][banditlib.linalg.RidgeFold].
+
+    Examples:
+        >>> import torch
+        >>> eye = torch.eye(2, dtype=torch.float64)[None]
+        >>> U, c = torch.tensor([[[1.0, 0.0]]], dtype=torch.float64), torch.tensor([[2.0]], dtype=torch.float64)
+        >>> fold = ridge_fold(eye, eye, torch.zeros(1, 2, dtype=torch.float64), U, c, torch.float64)
+        >>> fold.theta.tolist()  # (I + e1 e1^T)^-1 (2 e1)
+        [[1.0, 0.0]]
+    """
+    A_new = rank_update(A, U)
+    A_inv_new, refreshed = grown_inverse(A_new, A_inv, U.to(dtype), dtype, check, stale)
+    b_new = vector_update(b, U, c)
+    return RidgeFold(A_new, A_inv_new, b_new, ridge_solution(A_inv_new, b_new, dtype), refreshed)
 
 
 def drift_tolerance(dtype: torch.dtype) -> float:

@@ -39,6 +39,49 @@ def test_woodbury_matches_direct_inverse_with_zero_padding(M: int, n: int, d: in
     torch.testing.assert_close(got, got.transpose(1, 2), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("T,n,q", [(1, 1, 5), (3, 1, 4), (2, 3, 6), (2, 6, 6), (1, 9, 4)])
+def test_ridge_fold_matches_a_direct_float64_fit(T: int, n: int, q: int, dtype: torch.dtype) -> None:
+    """Gram, vector, inverse and theta after a fold equal the direct float64 computation, for one row
+    (Sherman-Morrison), fewer rows than the dimension (Woodbury) and at least as many (exact refresh); the
+    inputs are left as they were."""
+    A, b = _spd(T, q, 3), torch.randn(T, q, dtype=torch.float64)
+    A_inv = torch.linalg.inv(A).to(dtype)
+    U, c = torch.randn(T, n, q, dtype=torch.float64), torch.randn(T, n, dtype=torch.float64)
+    before = [t.clone() for t in (A, b, A_inv)]
+    fold = linalg.ridge_fold(A, A_inv, b, U, c, dtype)
+    A_want = A + U.transpose(1, 2) @ U
+    b_want = b + (c[:, :, None] * U).sum(1)
+    tol = {"rtol": 1e-9, "atol": 1e-11} if dtype == torch.float64 else {"rtol": 1e-4, "atol": 1e-5}
+    torch.testing.assert_close(fold.A, A_want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fold.b, b_want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fold.A_inv.to(torch.float64), torch.linalg.inv(A_want), **tol)
+    torch.testing.assert_close(fold.theta.to(torch.float64), torch.linalg.solve(A_want, b_want), **tol)
+    assert fold.A_inv.dtype == fold.theta.dtype == dtype
+    assert fold.refreshed.tolist() == [n >= q] * T
+    for t, t0 in zip((A, b, A_inv), before, strict=True):
+        assert torch.equal(t, t0)
+
+
+def test_grown_inverse_refreshes_what_is_stale_or_drifted_and_checks_only_what_is_asked() -> None:
+    """``stale`` models are recomputed exactly; a corrupted inverse is caught by the drift check where
+    ``check`` asks for it and kept where it does not; the refreshed mask says which models were recomputed."""
+    A = _spd(3, 4, 4)
+    U = torch.randn(3, 1, 4, dtype=torch.float64)
+    A_new = A + U.transpose(1, 2) @ U
+    A_inv = torch.linalg.inv(A)
+    A_inv[1] *= 1.5  # model 1's inverse is wrong: only a drift check can tell
+    out, refreshed = linalg.grown_inverse(A_new, A_inv, U, torch.float64)
+    assert refreshed.tolist() == [False, True, False]
+    torch.testing.assert_close(out[1], torch.linalg.inv(A_new[1]), rtol=1e-10, atol=1e-12)
+    check = torch.tensor([True, False, True])
+    stale = torch.tensor([False, False, True])
+    out, refreshed = linalg.grown_inverse(A_new, A_inv, U, torch.float64, check=check, stale=stale)
+    assert refreshed.tolist() == [False, False, True]
+    assert not torch.allclose(out[1], torch.linalg.inv(A_new[1]))  # not checked: the wrong inverse stays
+    torch.testing.assert_close(out[2], linalg.refresh_inverse(A_new[2:3])[0], rtol=0, atol=0)
+
+
 def test_rank_and_vector_updates() -> None:
     A, b = _spd(2, 3, 2), torch.randn(2, 3, dtype=torch.float64)
     U, c = torch.randn(2, 4, 3, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)

@@ -151,7 +151,7 @@ def refit_union(
 
 def derive(view: View, new: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The full new state: source entries cast back, inverses and estimates recomputed as the policy does."""
-    policy, f64 = view.policy, torch.float64
+    policy = view.policy
     out = {n: t.to(view.state[n].device, view.state[n].dtype) for n, t in new.items()}
     if isinstance(policy, (RidgeEstimator, NeuralLinearEstimator)) and "A_" in out:
         A, b = out["A_"], out["b_"]
@@ -163,7 +163,7 @@ def derive(view: View, new: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         except InvalidInputError as exc:  # its message speaks of update(): keep what follows the method's name
             raise InvalidInputError(f"the summed statistics were refused: {str(exc).split(': ', 1)[-1]}") from None
         A_inv = linalg.refresh_inverse(A3, policy.dtype)
-        theta = torch.bmm(A_inv.to(f64), b2.unsqueeze(-1)).squeeze(-1).to(policy.dtype)
+        theta = linalg.ridge_solution(A_inv, b2, policy.dtype)
         if isinstance(policy, RidgeEstimator):
             out.update(A_inv_=A_inv, theta_=theta, refresh_counter=torch.zeros_like(view.state["refresh_counter"]))
         else:

@@ -131,7 +131,7 @@ class GradientEstimator(_NeuralPolicy):
             return {"Z_diag_": Z.add_(self.Z_diag_)}
         G = torch.cat([pieces[-1][0], torch.ones_like(enc[:, :1])], dim=1)
         Z_new = linalg.rank_update(self.Z_[None], G.to(torch.float64)[None])
-        Z_inv_new = linalg.grown_inverse(Z_new, self.Z_inv_[None], G[None], self.dtype)
+        Z_inv_new, _ = linalg.grown_inverse(Z_new, self.Z_inv_[None], G[None], self.dtype)
         return {"Z_": Z_new[0], "Z_inv_": Z_inv_new[0]}
 
     def _mean_var(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

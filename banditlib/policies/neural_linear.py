@@ -59,23 +59,23 @@ class NeuralLinearEstimator(_NeuralPolicy):
         return torch.cat([h, torch.ones_like(h[:, :1])], dim=1)
 
     def _fold(self, enc: torch.Tensor, rewards: torch.Tensor) -> dict[str, torch.Tensor]:
-        phi = self._phi(enc)
-        phi64 = phi.to(torch.float64)
-        A = self.A_ + phi64.T @ phi64
-        b = self.b_ + phi64.T @ rewards.to(torch.float64)
-        A_inv = linalg.grown_inverse(A[None], self.A_inv_[None], phi[None], self.dtype)[0]
-        return self._stats(A, b, A_inv)
+        phi64 = self._phi(enc).to(torch.float64)
+        fold = linalg.ridge_fold(self.A_[None], self.A_inv_[None], self.b_[None], phi64[None],
+                                 rewards.to(torch.float64)[None], self.dtype)  # fmt: skip
+        return self._stats(fold.A[0], fold.b[0], fold.A_inv[0], fold.theta[0])
 
     def _refit(self, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x, r = self._history()
         phi = self._phi(x).to(torch.float64)
         A = self.reg * torch.eye(phi.shape[1], dtype=torch.float64, device=self.device) + phi.T @ phi
         b = phi.T @ r.to(torch.float64)
-        return self._stats(A, b, linalg.refresh_inverse(A[None], self.dtype)[0])
+        A_inv = linalg.refresh_inverse(A[None], self.dtype)
+        return self._stats(A, b, A_inv[0], linalg.ridge_solution(A_inv, b[None], self.dtype)[0])
 
-    def _stats(self, A: torch.Tensor, b: torch.Tensor, A_inv: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _stats(
+        self, A: torch.Tensor, b: torch.Tensor, A_inv: torch.Tensor, theta: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         self._check_conditioning(A[None], self.reg)  # features so large that the saved state would not load: refused
-        theta = (A_inv.to(torch.float64) @ b).to(self.dtype)
         return {"A_": A, "b_": b, "A_inv_": A_inv, "theta_": theta}
 
     def _mean_var(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

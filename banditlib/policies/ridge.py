@@ -364,7 +364,7 @@ class RidgeEstimator(Policy):
         self, x: torch.Tensor, model: torch.Tensor, rewards: torch.Tensor, U64: torch.Tensor, c64: torch.Tensor
     ) -> None:
         """One call without forgetting: Woodbury (or an exact refresh) per touched model; committed at the end."""
-        scale = 1.0  # the linalg updates take a discount; this path has none
+        scale = 1.0  # grouped_gram takes a discount; this path has none
         N, d = x.shape
         if N == 1 or self.num_models == 1:
             touched = model[:1]
@@ -377,32 +377,24 @@ class RidgeEstimator(Policy):
         A_old, A_inv_old, b_old = self.A_[touched], self.A_inv_[touched], self.b_[touched]
         since = self.refresh_counter[touched] + counts
         if n_max >= d:
-            # At least d rows for some model: the exact inverse costs no more than Woodbury.
+            # At least d rows for some model: the exact inverse costs no more than Woodbury (and the Gram
+            # matrices are summed group by group, not over rows padded to the largest group).
             A_new, b_new = linalg.grouped_gram(A_old, b_old, U64, c64, groups, counts, scale)
             A_inv_new = linalg.refresh_inverse(A_new, self.dtype)
+            theta_new = linalg.ridge_solution(A_inv_new, b_new, self.dtype)
             since = torch.zeros_like(since)
         else:
             if groups is None:
                 U3, c2 = U64.unsqueeze(0), c64.unsqueeze(0)
             else:  # zero-padded (T, n_max, d) with n_max < d: smaller than A itself
                 U3, c2 = linalg.pad_groups(U64, c64, groups, inverse, counts, n_max)
-            A_new = linalg.rank_update(A_old, U3, scale)
-            b_new = linalg.vector_update(b_old, U3, c2, scale)
-            U3 = U3.to(self.dtype)
-            if n_max == 1:
-                A_inv_new = linalg.sherman_morrison(A_inv_old, U3[:, 0], scale)
-            else:
-                A_inv_new = linalg.woodbury(A_inv_old, U3, scale)
-            stale = since >= self.refresh_every
+            # drift checked when a model's count crosses a multiple of DRIFT_CHECK_EVERY; exact every refresh_every
             check = (since // DRIFT_CHECK_EVERY) > ((since - counts) // DRIFT_CHECK_EVERY)
-            if bool(check.any()):
-                drifted = ~(linalg.inverse_residual(A_new, A_inv_new) <= linalg.drift_tolerance(self.dtype))
-                stale |= check & drifted
-            if bool(stale.any()):
-                s = torch.nonzero(stale).squeeze(1)
-                A_inv_new[s] = linalg.refresh_inverse(A_new[s], self.dtype)
-                since[s] = 0
-        theta_new = torch.bmm(A_inv_new.to(torch.float64), b_new.unsqueeze(-1)).squeeze(-1).to(self.dtype)
+            fold = linalg.ridge_fold(
+                A_old, A_inv_old, b_old, U3, c2, self.dtype, check=check, stale=since >= self.refresh_every
+            )
+            A_new, A_inv_new, b_new, theta_new = fold.A, fold.A_inv, fold.b, fold.theta
+            since = since.masked_fill(fold.refreshed, 0)
         finite = [bool(torch.isfinite(t).all()) for t in (A_new, b_new, A_inv_new, theta_new)]
         if not all(finite):
             raise NumericalError(_NONFINITE.format(type(self).__name__))
@@ -440,7 +432,7 @@ class RidgeEstimator(Policy):
             raise NumericalError(_NONFINITE.format(type(self).__name__))
         self._check_conditioning(A_new, self.reg)
         A_inv_new = linalg.refresh_inverse(A_new, self.dtype)
-        theta_new = torch.bmm(A_inv_new.to(torch.float64), b_new.unsqueeze(-1)).squeeze(-1).to(self.dtype)
+        theta_new = linalg.ridge_solution(A_inv_new, b_new, self.dtype)
         if not (bool(torch.isfinite(A_inv_new).all()) and bool(torch.isfinite(theta_new).all())):
             raise NumericalError(_NONFINITE.format(type(self).__name__))
         counts = torch.bincount(model, minlength=M)
@@ -455,7 +447,7 @@ class RidgeEstimator(Policy):
 
     def _check_state(self, state: Mapping[str, torch.Tensor], where: str) -> None:
         super()._check_state(state, where)  # counters, A_ symmetric positive definite, A_inv_ its inverse
-        theta = torch.bmm(state["A_inv_"].to(torch.float64), state["b_"].to(torch.float64).unsqueeze(-1)).squeeze(-1)
+        theta = linalg.ridge_solution(state["A_inv_"], state["b_"], torch.float64)
         err = (theta - state["theta_"].to(torch.float64)).norm(dim=-1) / (1.0 + theta.norm(dim=-1))
         if not bool((err <= 1e-2).all()):
             raise InvalidInputError(f"{where}: `theta_` is not A_inv_ b_; the state was edited or corrupted.")
