@@ -181,11 +181,11 @@ def run_jobs(jobs: list[Job], workers: int) -> list[Any]:
 
 
 def ci(values: list[float]) -> tuple[float, float, float]:
-    """Mean and 95% Student-t interval over seeds."""
+    """Mean and 95% Student-t interval over seeds; ``(m, -inf, inf)`` for one seed, as ``mean_ci``."""
     x = np.asarray(values, dtype=float)
     m = float(x.mean())
     if x.size < 2:
-        return m, m, m
+        return m, -math.inf, math.inf
     h = float(sps.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
     return m, m - h, m + h
 
@@ -494,7 +494,8 @@ def plot(curves: dict[str, list[dict[str, Any]]], summary: dict[str, Any], regre
         m = np.array([x[0] for x in buf[key]]) * 1e3
         lo = np.array([x[1] for x in buf[key]]) * 1e3
         hi = np.array([x[2] for x in buf[key]]) * 1e3
-        ax[1, 1].errorbar(L, m, yerr=[m - lo, hi - m], marker="o", capsize=3, label=label)
+        bars = np.where(np.isfinite(lo) & np.isfinite(hi), [m - lo, hi - m], np.nan)  # one seed: no interval
+        ax[1, 1].errorbar(L, m, yerr=bars, marker="o", capsize=3, label=label)
     ax[1, 1].set_xlabel("buffer (past rounds in the pool)")
     ax[1, 1].set_ylabel("oracle one-step gain x1e3 (95% CI)")
     ax[1, 1].legend(fontsize=8, frameon=False)

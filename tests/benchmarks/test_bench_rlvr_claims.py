@@ -32,7 +32,8 @@ def test_bench_rlvr_claims_tiny(tmp_path: Path) -> None:
     assert 0.0 < result["target_accuracy"] < 1.0
     assert set(result["comparisons"]) == {"cbs-group", "cbs-global", "cbs-both"}
     assert set(result["regret"]) == {"cbs-group", "cbs-both"}
-    assert all(math.isfinite(x) for x in result["regret"]["cbs-group"]["final"])
+    m, lo, hi = result["regret"]["cbs-group"]["final"]  # one regret seed: a finite mean and no interval
+    assert math.isfinite(m) and (lo, hi) == (-math.inf, math.inf)
     assert result["buffer"]["buffers"] == [0, 1, 2, 4, 8] and result["buffer"]["evaluations"] == 1
     assert result["timing"]["cbs-group"]["schedule_ms_median"] > 0
     assert result["machine"]["versions"]["torch"]

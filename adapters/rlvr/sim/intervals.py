@@ -3,7 +3,8 @@
 A comparison runs every scheduler on the same seeds (same seed, same world, initial policy and first batch), so
 two schedulers are compared by the differences ``a_i - b_i`` seed by seed; their mean and Student-t interval
 (``scipy.stats.t``) is the paired difference. Over ``n`` seeds with mean ``m`` and sample standard deviation
-``s``, the interval at level ``1 - a`` is ``m +- t_{1 - a/2, n - 1} s / sqrt(n)``; one seed gives ``(m, m, m)``.
+``s``, the interval at level ``1 - a`` is ``m +- t_{1 - a/2, n - 1} s / sqrt(n)``; one seed gives ``(m, -inf, inf)``:
+no interval can be estimated from one value, so nothing measured on one seed is marked significant.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
         level: coverage of the interval, in ``(0, 1)``.
 
     Returns:
-        ``(mean, low, high)`` floats; ``low == high == mean`` for one seed.
+        ``(mean, low, high)`` floats; ``(mean, -inf, inf)`` for one seed (no spread to estimate an interval from).
 
     Raises:
         InvalidInputError: ``values`` is empty or not one-dimensional, or ``level`` is outside ``(0, 1)``.
@@ -47,7 +48,7 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
         >>> round(m, 6), round(hi - m, 4)  # t_{0.975, 2} = 4.3027, s / sqrt(3) = 0.0577
         (0.2, 0.2484)
         >>> mean_ci([0.5])
-        (0.5, 0.5, 0.5)
+        (0.5, -inf, inf)
     """
     level = _level(level, "mean_ci()")
     x = np.asarray(values, dtype=float)
@@ -55,7 +56,7 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
         raise InvalidInputError(f"mean_ci(): `values` must be a non-empty sequence of numbers; got shape {x.shape}.")
     m = float(x.mean())
     if x.size < 2:
-        return m, m, m
+        return m, -math.inf, math.inf
     h = float(sps.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
     return m, m - h, m + h
 

@@ -94,7 +94,7 @@ def test_paired_differences_match_scipys_paired_t_test(comparison: Comparison) -
     assert paired_difference([x + 1 for x in d], [1.0] * 4) == pytest.approx((0.0225, 0.0225 - h, 0.0225 + h))
     lo99, hi99 = stats.t.interval(0.99, 3, loc=np.mean(d), scale=stats.sem(d))
     assert mean_ci(d, level=0.99)[1:] == pytest.approx((lo99, hi99))
-    assert mean_ci([0.4]) == (0.4, 0.4, 0.4)
+    assert mean_ci([0.4]) == (0.4, -math.inf, math.inf)  # one seed: no interval, so nothing is significant
     m, lo, hi = band(np.array([d, [0.0] * 4]))
     assert m.shape == lo.shape == hi.shape == (4,) and (lo <= m).all() and (m <= hi).all()
 
@@ -152,6 +152,20 @@ def test_true_gain_custom_worlds_and_the_label_snr() -> None:
     snr = label_snr(runs["paper (cbs-group)"])
     assert snr["rounds"] == 3 and snr["observed_std"] is not None and snr["true_std"] is not None
     assert "a judge at half the bias" in world_table(c, "mild-judge")
+
+
+def test_one_seed_marks_nothing_significant() -> None:
+    """With one seed no interval can be estimated: the tables show ``[-inf, +inf]`` and no (+)/(-) mark, and
+    the verdict finds the default neither above nor below uniform, whatever the point estimates."""
+    c = compare(_makers(("uniform", "default", "pods")), ["iid"], seeds=1, steps=3, config=SMALL)
+    s = c.summaries["iid"]
+    m, lo, hi = s["diff_uniform"]["default"]
+    assert (lo, hi) == (-math.inf, math.inf) and math.isfinite(m)
+    text = format_tables(c)
+    assert "(+)" not in text.split("(+)/(-):")[0] and "(-)" not in text.split("(+)/(-):")[0]
+    assert "[-inf, +inf]" in text
+    v = verdict(c.summaries)
+    assert v["below_uniform"] == [] and v["above_uniform"] == [] and not v["met"]
 
 
 def test_the_built_in_schedulers() -> None:
