@@ -446,6 +446,21 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path, name: str, gather:
         assert rows[0][t]["per_rank"] == rows[1][t]["per_rank"]
 
 
+def _kill_run(proc: subprocess.Popen[str], tmp_path: Path) -> None:
+    """Kill the launcher's process group and every rank of this run: the ranks are found by their command line,
+    which holds ``tmp_path``, since torchrun starts each in a session of its own."""
+    os.killpg(proc.pid, 9)
+    proc.wait()
+    proc_dir = Path("/proc")
+    for entry in proc_dir.iterdir() if proc_dir.is_dir() else []:
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if entry.name.isdigit() and str(tmp_path) in cmdline:
+                os.kill(int(entry.name), 9)
+        except (OSError, ValueError):  # gone meanwhile, or not ours to read
+            continue
+
+
 @pytest.mark.parametrize("gather", ["rows", "statistics"])
 def test_two_process_training_run_keeps_ranks_identical(tmp_path: Path, gather: str) -> None:
     # A real data-parallel run (torchrun + accelerate, gloo on CPU) whose groups straddle the two ranks.
@@ -455,14 +470,18 @@ def test_two_process_training_run_keeps_ranks_identical(tmp_path: Path, gather: 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
            str(tmp_path), gather]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(script.parent), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            cwd=script.parent, start_new_session=True)  # fmt: skip
-    try:
-        output, _ = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)  # the launcher and both ranks
-        output, _ = proc.communicate()
-        pytest.fail(f"the two-process run timed out:\n{output[-3000:]}")
+    # Output to a file, not a pipe: a rank that outlives the launcher (the ranks run in sessions of their own)
+    # would otherwise hold the pipe open and block the test for good.
+    log = tmp_path / "torchrun.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env,
+                                cwd=script.parent, start_new_session=True)  # fmt: skip
+        try:
+            proc.wait(timeout=240)
+        except subprocess.TimeoutExpired:
+            _kill_run(proc, tmp_path)
+            pytest.fail(f"the two-process run timed out:\n{log.read_text()[-3000:]}")
+    output = log.read_text()
     assert proc.returncode == 0, output[-3000:]
     a, b = (read_tensors(tmp_path / f"scheduler-rank{r}.safetensors", "test")[0] for r in (0, 1))
     assert a.keys() == b.keys()

@@ -54,8 +54,12 @@ def main(out: str, gather: str = "rows") -> None:
     with open(os.path.join(out, f"batches-rank{rank}.json"), "w") as fh:
         json.dump(seen, fh)
     if torch.distributed.is_initialized():
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+        torch.distributed.barrier()  # both ranks have written their files
+    # Leave without the interpreter's teardown: a rank once hung for good in it (gloo's threads waiting on a
+    # futex after the other rank had gone), after all its work was written.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
