@@ -52,10 +52,10 @@ from typing import Any
 import numpy as np
 import torch
 from _common import machine_info, table
-from scipy import stats as sps
 
 from banditlib.adapters import rlvr
 from banditlib.adapters.rlvr.sim import SimConfig, Simulator, run
+from banditlib.adapters.rlvr.sim.intervals import band, mean_ci
 from banditlib.adapters.rlvr.sim.oracle import RegretHook, buffer_oracle, one_step_gain, top_per_group
 from banditlib.adapters.rlvr.sim.timing import schedule_timing
 from banditlib.policies import LinUCB
@@ -180,16 +180,6 @@ def run_jobs(jobs: list[Job], workers: int) -> list[Any]:
 # ---------------------------------------------------------------------------------------- statistics
 
 
-def ci(values: list[float]) -> tuple[float, float, float]:
-    """Mean and 95% Student-t interval over seeds; ``(m, -inf, inf)`` for one seed, as ``mean_ci``."""
-    x = np.asarray(values, dtype=float)
-    m = float(x.mean())
-    if x.size < 2:
-        return m, -math.inf, math.inf
-    h = float(sps.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
-    return m, m - h, m + h
-
-
 def smooth(curve: list[float]) -> np.ndarray:
     """Trailing moving average over ``SMOOTH`` steps (shorter at the start)."""
     c = np.cumsum(np.asarray(curve, dtype=float))
@@ -224,7 +214,7 @@ def summarise(curves: dict[str, list[dict[str, Any]]], steps: int, bg: int) -> d
             "rollouts_to_target": [None if h is None else h * bg for h in hits], "backward_to_target": back,
             "greedy_final": [r["greedy_final"] for r in runs], "backward_total": [r["backward"][-1] for r in runs],
             "accuracy_at_equal_backward": [at_budget(r["backward"], r["accuracy"], budget) for r in runs],
-            "final_ci": ci([r["accuracy"][-1] for r in runs]), "steps_ci": ci(censored),
+            "final_ci": mean_ci([r["accuracy"][-1] for r in runs]), "steps_ci": mean_ci(censored),
             "reached": sum(h is not None for h in hits), "n": len(runs),
             "schedule_ms_per_round": statistics.mean(r["schedule_seconds"] for r in runs) / steps * 1e3,
             "run_seconds": statistics.mean(r["wall_seconds"] for r in runs),
@@ -243,7 +233,8 @@ def summarise(curves: dict[str, list[dict[str, Any]]], steps: int, bg: int) -> d
             pairs = zip(out[cbs]["steps_to_target"], out[peer]["steps_to_target"], strict=True)
             diff = [(x if x is not None else steps + 1) - (y if y is not None else steps + 1) for x, y in pairs]
             row[peer] = {"ratio_of_means": a[0] / b[0] if b[0] > 0 else None,
-                         "intervals_overlap": not (a[2] < b[1] or b[2] < a[1]), "paired_diff_ci": ci(diff)}  # fmt: skip
+                         "intervals_overlap": not (a[2] < b[1] or b[2] < a[1]),
+                         "paired_diff_ci": mean_ci(diff)}  # fmt: skip
         u, p, c = out["uniform"]["steps_ci"], out["pods"]["steps_ci"], out[cbs]["steps_ci"]
         row["target_met"] = bool(c[0] <= TARGET_RATIO * u[0] and c[2] < u[1] and c[0] <= p[0] and c[2] < p[1])
         comparisons[cbs] = row
@@ -277,10 +268,10 @@ def regret_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "label": label,
         "cumulative": own.tolist(), "random_cumulative": rand.tolist(),
-        "final": ci(own[:, -1].tolist()), "random_final": ci(rand[:, -1].tolist()),
-        "ratio_to_random": ci((own[:, -1] / rand[:, -1]).tolist()),
-        "slope": ci([slope(c) for c in own]), "random_slope": ci([slope(c) for c in rand]),
-        "per_round_first_half": ci(per_round_first), "per_round_second_half": ci(per_round_second),
+        "final": mean_ci(own[:, -1].tolist()), "random_final": mean_ci(rand[:, -1].tolist()),
+        "ratio_to_random": mean_ci((own[:, -1] / rand[:, -1]).tolist()),
+        "slope": mean_ci([slope(c) for c in own]), "random_slope": mean_ci([slope(c) for c in rand]),
+        "per_round_first_half": mean_ci(per_round_first), "per_round_second_half": mean_ci(per_round_second),
         "own_is_best_share": best.count("own") / len(best),
         "best_counts": {k: best.count(k) for k in sorted(set(best))},
         "mean_gain_own": statistics.mean(x["gain_own"] for r in runs for x in r["rounds"]),
@@ -296,8 +287,8 @@ def buffer_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     best = np.concatenate([np.array(r["best"]) for r in runs])
     nested = np.concatenate([np.array(r["nested"]) for r in runs])
     share = np.concatenate([np.array(r["old_share"]) for r in runs])
-    return {"buffers": buffers, "best": [ci(best[:, i].tolist()) for i in range(len(buffers))],
-            "nested": [ci(nested[:, i].tolist()) for i in range(len(buffers))],
+    return {"buffers": buffers, "best": [mean_ci(best[:, i].tolist()) for i in range(len(buffers))],
+            "nested": [mean_ci(nested[:, i].tolist()) for i in range(len(buffers))],
             "old_share": share.mean(axis=0).tolist(), "evaluations": int(best.shape[0]), "runs": runs}  # fmt: skip
 
 
@@ -457,13 +448,13 @@ def plot(curves: dict[str, list[dict[str, Any]]], summary: dict[str, Any], regre
         c = colors[i % len(colors)]
         acc = np.array([r["accuracy"] for r in runs])
         steps = np.arange(acc.shape[1])
-        m, lo, hi = _band(acc)
+        m, lo, hi = band(acc)
         ls = "-" if name.startswith("cbs") else "--"
         ax[0, 0].plot(steps, m, color=c, lw=1.4, ls=ls, label=name)
         ax[0, 0].fill_between(steps, lo, hi, color=c, alpha=0.12, lw=0)
         grid = np.linspace(0, min(r["backward"][-1] for r in runs), 200)
         on_grid = np.array([np.interp(grid, r["backward"], r["accuracy"]) for r in runs])
-        m, lo, hi = _band(on_grid)
+        m, lo, hi = band(on_grid)
         ax[0, 1].plot(grid, m, color=c, lw=1.4, ls=ls, label=name)
         ax[0, 1].fill_between(grid, lo, hi, color=c, alpha=0.12, lw=0)
     for a in (ax[0, 0], ax[0, 1]):
@@ -504,14 +495,6 @@ def plot(curves: dict[str, list[dict[str, Any]]], summary: dict[str, Any], regre
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return True
-
-
-def _band(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    m = x.mean(0)
-    if x.shape[0] < 2:
-        return m, m, m
-    h = sps.t.ppf(0.975, x.shape[0] - 1) * x.std(0, ddof=1) / math.sqrt(x.shape[0])
-    return m, m - h, m + h
 
 
 # ---------------------------------------------------------------------------------------- main
