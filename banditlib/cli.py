@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     regret.add_argument("--title", default=None, help="title of the figure")
     regret.add_argument("--no-progress", action="store_true", help="no progress bar")
+    regret.add_argument(
+        "--no-batch-seeds",
+        action="store_true",
+        help="run every seed separately; by default the seeds of NeuralUCB, NeuralTS and NeuralEpsilonGreedy run "
+        "as one batched computation, with identical results",
+    )
 
     demo = sub.add_parser(
         "demo",
@@ -239,6 +245,7 @@ def _run(args: argparse.Namespace) -> None:
             delta=args.delta,
             progress=not args.no_progress,
             title=args.title,
+            batch_seeds=not args.no_batch_seeds,
         )
     elif args.command == "demo":
         from banditlib.experiments.demo import run_demo

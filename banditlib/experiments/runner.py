@@ -6,12 +6,19 @@ on ``jobs`` or on the order in which workers finish. Each round the policy sees 
 array (the policies' single-row numpy path), plays ``sel.actions.item()``, and learns from the noisy reward;
 the pseudo-regret ``max_a mu_a - mu_{a_t}`` comes from ``info["expected_rewards"]``.
 
+**Seeds as one computation** (``batch_seeds=True``, the default): the seeds of one (environment, policy)
+pair whose policy has a seed-batched form (`banditlib.policies._seeds`: NeuralUCB, NeuralTS and
+NeuralEpsilonGreedy) run in lockstep as one batched computation (`banditlib.experiments.lockstep`), with the
+results of the separate runs bit for bit; a group is split into as many parts as keep ``jobs`` workers busy.
+Every other policy, and a batch that must stop (a seed's own run would raise), runs seed by seed.
+
 Workers are started with ``fork`` on Linux and ``spawn`` elsewhere (see `start_method`) and run with
 ``torch.set_num_threads(1)``: the parallelism is across runs.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +30,18 @@ from numpy.typing import NDArray
 from banditlib.experiments import theory
 from banditlib.experiments.specs import EnvSpec, PolicySpec, arm_model
 
-__all__ = ["RunResult", "Task", "Trajectory", "play", "pseudo_regret", "run_task", "run_tasks", "start_method"]
+__all__ = [
+    "RunResult",
+    "SeedGroup",
+    "Task",
+    "Trajectory",
+    "play",
+    "pseudo_regret",
+    "run_group",
+    "run_task",
+    "run_tasks",
+    "start_method",
+]
 
 
 def pseudo_regret(expected: Any, actions: Any) -> NDArray[np.float64]:
@@ -116,6 +134,8 @@ class RunResult:
         regret: ``(T,)`` cumulative pseudo-regret.
         seconds: wall time of the loop (not deterministic).
         theory: per-run theory figures when the environment exposes a linear model, else ``None``.
+        batched: whether the run was one seed of a batched computation (`run_group`); its ``seconds`` is then
+            the batch's wall time divided by its seeds.
     """
 
     env: str
@@ -126,6 +146,7 @@ class RunResult:
     regret: NDArray[np.float64]
     seconds: float
     theory: dict[str, Any] | None
+    batched: bool = False
 
 
 def _policy_reg(policy: Any) -> float:
@@ -172,6 +193,20 @@ def _run_theory(env: Any, traj: Trajectory, reg: float, delta: float, oful: bool
     }
 
 
+def _result(task: Task, traj: Trajectory, facts: dict[str, Any] | None, batched: bool = False) -> RunResult:
+    return RunResult(
+        env=task.env.label,
+        policy=task.policy.label,
+        policy_class=task.policy.cls.__name__,
+        seed=task.seed,
+        horizon=task.horizon,
+        regret=np.cumsum(traj.regret),
+        seconds=traj.seconds,
+        theory=facts,
+        batched=batched,
+    )
+
+
 def run_task(task: Task) -> RunResult:
     """Run one task (in a worker or in-process)."""
     env = task.env.make()
@@ -183,16 +218,88 @@ def run_task(task: Task) -> RunResult:
         facts = _run_theory(env, traj, _policy_reg(policy), task.delta, _is_oful_like(policy))
     finally:
         env.close()
-    return RunResult(
-        env=task.env.label,
-        policy=task.policy.label,
-        policy_class=task.policy.cls.__name__,
-        seed=task.seed,
-        horizon=task.horizon,
-        regret=np.cumsum(traj.regret),
-        seconds=traj.seconds,
-        theory=facts,
-    )
+    return _result(task, traj, facts)
+
+
+@dataclass(frozen=True)
+class SeedGroup:
+    """Tasks that differ only in their seed, to run as one batched computation (`run_group`)."""
+
+    tasks: tuple[Task, ...]
+
+
+def batchable(task: Task) -> bool:
+    """Whether ``task``'s policy class has a seed-batched form (its arguments may still rule it out; `run_group`
+    then runs the seeds separately)."""
+    from banditlib.policies._seeds import BATCHED_CLASSES
+
+    return task.policy.cls in BATCHED_CLASSES
+
+
+def run_group(group: SeedGroup) -> list[RunResult]:
+    """Run the tasks of ``group`` (one environment, policy and horizon; distinct seeds) as one batched
+    computation, `banditlib.experiments.lockstep.play_seeds`, or one by one with `run_task` when the policies
+    cannot batch or the batch stops (a seed's own run would raise: it then raises from `run_task`). Either way
+    each result equals ``run_task(task)``'s, but for ``seconds`` and ``batched``.
+
+    Returns:
+        One `RunResult` per task, in order.
+    """
+    from banditlib.experiments.lockstep import play_seeds
+    from banditlib.policies._seeds import SeedBatchFallback, unsupported
+
+    tasks = group.tasks
+    first = tasks[0]
+    same = (first.env, first.policy, first.horizon, first.delta)
+    if any((t.env, t.policy, t.horizon, t.delta) != same for t in tasks):
+        raise ValueError("run_group(): the tasks of a group may differ in their seed only.")
+    envs = [t.env.make() for t in tasks]
+    try:
+        dim, arms = arm_model(envs[0])
+        policies = [t.policy.build(dim, arms, t.seed) for t in tasks]
+        if len(tasks) > 1 and unsupported(policies) is None:
+            model = envs[0].unwrapped.linear_model() if hasattr(envs[0].unwrapped, "linear_model") else None
+            seeds = [t.seed for t in tasks]
+            try:
+                trajs = play_seeds(envs, policies, first.horizon, seeds, record_features=model is not None)
+            except SeedBatchFallback:
+                trajs = None
+            if trajs is not None:
+                out = []
+                for task, env, policy, traj in zip(tasks, envs, policies, trajs, strict=True):
+                    facts = _run_theory(env, traj, _policy_reg(policy), task.delta, _is_oful_like(policy))
+                    out.append(_result(task, traj, facts, batched=True))
+                return out
+    finally:
+        for env in envs:
+            env.close()
+    return [run_task(t) for t in tasks]
+
+
+def _run_unit(unit: Task | SeedGroup) -> list[RunResult]:
+    return run_group(unit) if isinstance(unit, SeedGroup) else [run_task(unit)]
+
+
+def _units(tasks: Sequence[Task], jobs: int) -> list[tuple[list[int], Task | SeedGroup]]:
+    """The work: each batchable (environment, policy, horizon, delta) group of tasks as `SeedGroup` parts (split
+    until there are about ``jobs`` units, when there are fewer), every other task alone; with the task indices."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    singles: list[int] = []
+    for i, t in enumerate(tasks):
+        if batchable(t):
+            groups.setdefault((repr(t.env), repr(t.policy), t.horizon, t.delta), []).append(i)  # specs hold dicts
+        else:
+            singles.append(i)
+    n_units = len(groups) + len(singles)
+    parts = max(1, -(-jobs // n_units)) if n_units else 1
+    units: list[tuple[list[int], Task | SeedGroup]] = [([i], tasks[i]) for i in singles]
+    for idx in groups.values():
+        k = min(parts, len(idx))
+        for j in range(k):
+            chunk = idx[j::k]
+            units.append((chunk, SeedGroup(tuple(tasks[i] for i in chunk)) if len(chunk) > 1 else tasks[chunk[0]]))
+    units.sort(key=lambda u: u[0][0])
+    return units
 
 
 def _init_worker() -> None:
@@ -231,29 +338,39 @@ def run_tasks(
     *,
     jobs: int = 1,
     progress: bool = True,
-    worker: Callable[[Task], RunResult] = run_task,
+    worker: Callable[[Task], RunResult] | None = None,
     method: str | None = None,
+    batch_seeds: bool = True,
 ) -> list[RunResult]:
     """Run every task, in ``jobs`` processes (``1``: in this process), with a tqdm bar over tasks.
 
     Args:
         tasks: the runs.
-        jobs: worker processes, ``>= 1``; capped at ``len(tasks)``.
+        jobs: worker processes, ``>= 1``; capped at the number of work units.
         progress: show the progress bar (on stderr).
-        worker: the function run per task (module-level, so that it pickles).
+        worker: a function run per task instead of `run_task` (module-level, so that it pickles); it turns
+            ``batch_seeds`` off.
         method: process start method (``None``: `start_method`).
+        batch_seeds: run the seeds of each (environment, policy) pair whose policy has a seed-batched form as
+            one computation (see the module docstring); the results are the same either way.
 
     Returns:
         One `RunResult` per task, in the order of ``tasks``.
     """
     results: list[RunResult | None] = [None] * len(tasks)
-    if jobs <= 1 or len(tasks) <= 1:
+    if worker is not None or not batch_seeds:
+        units: list[tuple[list[int], Any]] = [([i], t) for i, t in enumerate(tasks)]
+        fn: Callable[[Any], list[RunResult]] = functools.partial(_run_single, worker or run_task)
+    else:
+        units, fn = _units(tasks, jobs), _run_unit
+    if jobs <= 1 or len(units) <= 1:
         bar = _progress(len(tasks), progress)
         try:
-            for i, task in enumerate(tasks):
-                results[i] = worker(task)
+            for idx, unit in units:
+                for i, r in zip(idx, fn(unit), strict=True):
+                    results[i] = r
                 if bar is not None:
-                    bar.update(1)
+                    bar.update(len(idx))
         finally:
             if bar is not None:
                 bar.close()
@@ -263,14 +380,18 @@ def run_tasks(
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = multiprocessing.get_context(method or start_method())
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=ctx, initializer=_init_worker) as pool:
-        futures = {pool.submit(worker, task): i for i, task in enumerate(tasks)}
+    with ProcessPoolExecutor(max_workers=min(jobs, len(units)), mp_context=ctx, initializer=_init_worker) as pool:
+        # the largest units first, so that a long batch does not start last
+        order = sorted(range(len(units)), key=lambda u: -len(units[u][0]))
+        futures = {pool.submit(fn, units[u][1]): units[u][0] for u in order}
         bar = _progress(len(tasks), progress)  # after the workers exist: no thread of its own is forked
         try:
             for future in as_completed(futures):
-                results[futures[future]] = future.result()
+                idx = futures[future]
+                for i, r in zip(idx, future.result(), strict=True):
+                    results[i] = r
                 if bar is not None:
-                    bar.update(1)
+                    bar.update(len(idx))
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -279,6 +400,10 @@ def run_tasks(
             if bar is not None:
                 bar.close()
     return [r for r in results if r is not None]
+
+
+def _run_single(worker: Callable[[Task], RunResult], task: Task) -> list[RunResult]:
+    return [worker(task)]
 
 
 def default_jobs() -> int:

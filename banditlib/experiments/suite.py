@@ -33,7 +33,7 @@ from banditlib.experiments.plots import plot_regret
 from banditlib.experiments.runner import RunResult, Task, run_tasks
 from banditlib.experiments.specs import EnvSpec, PolicySpec, parse_env, parse_policy
 
-__all__ = ["prepare_out", "run_regret"]
+__all__ = ["batching_note", "prepare_out", "run_regret"]
 
 
 def prepare_out(out: str | Path, where: str = "run_regret()") -> Path:
@@ -102,6 +102,28 @@ def _versions() -> dict[str, str]:
     }
 
 
+def batching_note(results: Sequence[RunResult], batch_seeds: bool = True) -> str:
+    """One line saying which (environment, policy) pairs ran their seeds as one batched computation.
+
+    Examples:
+        >>> batching_note([], batch_seeds=False)
+        'seeds: every run separate (batching switched off).'
+    """
+    if not batch_seeds:
+        return "seeds: every run separate (batching switched off)."
+    pairs: dict[tuple[str, str], list[bool]] = {}
+    for r in results:
+        pairs.setdefault((r.env, r.policy), []).append(r.batched)
+    batched = sorted({policy for (_, policy), flags in pairs.items() if any(flags)})
+    if not batched:
+        return "seeds: every run separate (no policy here has a seed-batched form)."
+    n = sum(any(flags) for flags in pairs.values())
+    return (
+        f"seeds: batched into one computation (results identical to separate runs) for {n} of {len(pairs)} "
+        f"(environment, policy) pairs: {', '.join(batched)}; the rest ran seed by seed."
+    )
+
+
 def run_regret(
     envs: Sequence[str | EnvSpec],
     policies: Sequence[str | PolicySpec],
@@ -114,6 +136,7 @@ def run_regret(
     progress: bool = True,
     title: str | None = None,
     echo: bool = True,
+    batch_seeds: bool = True,
 ) -> dict[str, Any]:
     """Run every policy on every environment for ``seeds`` seeds (``0 .. seeds-1``) and report.
 
@@ -128,7 +151,10 @@ def run_regret(
         delta: failure probability of the theory checks.
         progress: show a progress bar on stderr.
         title: figure title.
-        echo: print the tables.
+        echo: print the tables (and which runs were batched).
+        batch_seeds: run the seeds of each (environment, policy) pair as one batched computation where the
+            policy has a seed-batched form (NeuralUCB, NeuralTS, NeuralEpsilonGreedy; see
+            `banditlib.experiments.runner`); the results are identical to separate runs, only faster.
 
     Returns:
         The dictionary written to ``results.json``.
@@ -156,7 +182,7 @@ def run_regret(
         for s in range(seeds)
     ]
     start = time.perf_counter()
-    results = run_tasks(tasks, jobs=jobs, progress=progress)
+    results = run_tasks(tasks, jobs=jobs, progress=progress, batch_seeds=batch_seeds)
     wall = time.perf_counter() - start
     summary = report.summarize(results)
     checks = report.theory_checks(results)
@@ -169,6 +195,7 @@ def run_regret(
             "seeds": seeds,
             "jobs": jobs,
             "delta": delta,
+            "batch_seeds": batch_seeds,
             "wall_time_s": wall,
             "versions": _versions(),
         },
@@ -180,6 +207,7 @@ def run_regret(
                 "horizon": r.horizon,
                 "regret": r.regret.tolist(),
                 "seconds": r.seconds,
+                "batched": r.batched,
                 **({"theory": r.theory} if r.theory is not None else {}),
             }
             for r in results
@@ -192,6 +220,7 @@ def run_regret(
     tables = report.format_tables(summary, checks)
     if echo:
         print(tables)
+        print("\n" + batching_note(results, batch_seeds))
     if folder is not None:
         (folder / "results.json").write_text(json.dumps(payload), encoding="utf-8")
         (folder / "table.md").write_text(tables + "\n", encoding="utf-8")

@@ -1,0 +1,521 @@
+"""Several seeds of one neural policy as one computation, with the bits of separate runs.
+
+A regret study runs one policy configuration under ``S`` seeds. Separately, each seed's neural round is a few
+hundred small tensor operations, each paying microseconds of dispatch for little arithmetic, so ``S`` seeds
+cost ``S`` times one. [`SeedBatch`][banditlib.policies._seeds.SeedBatch] keeps the gradient estimator's state
+(``NeuralUCB``, ``NeuralTS``, ``NeuralEpsilonGreedy`` with ``z="diag"``) with a leading seed dimension,
+``(S, p)`` parameters, ``(S, H, D)`` history and so on, and runs one round of every seed with one operation
+where the separate runs would run ``S``.
+
+**Exactly the separate runs.** The point of a seed study is that each seed is the run one would have made
+alone, so a batch must give every seed the decisions, and the final state, of that seed's own policy, bit for
+bit (the tests hold it to that). What makes this possible:
+
+* elementwise operations (``+``, ``*``, ``relu``, ``sqrt``, casts) round each element on its own, so their
+  batched form is exact; the transcendental ones (Thompson sampling's Box-Muller draws) are computed per seed
+  by the policy's own code, since a vectorised and a scalar ``log`` may differ in the last bit;
+* random numbers are counter-based (`banditlib._random`): a seed's draws depend on its seed and its decision
+  counter only, so they are drawn per seed exactly as the policy draws them;
+* Adam's step is ``torch._fused_adam_`` over a list holding every seed's parameter vector: one call, and each
+  vector is processed exactly as a list of one;
+* matrix products and reductions are where a batched form may round differently (a batched GEMM may block a
+  small product differently from a single one; a matrix-vector product may take a different kernel). Each one
+  goes through `_Exact`, which compares, once per operation and shape, the batched form with the policy's own
+  single-seed operation on random inputs; when they differ it loops over the seeds with the single operation.
+
+Anything a separate run would report (a non-finite update, scores that are not finite) stops the batch with
+`SeedBatchFallback`, so that the caller runs the seeds separately and each raises its own error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from banditlib import _random
+from banditlib.policies._network import block_encode
+from banditlib.policies._neural_base import _BETAS, _EPS, STREAM_TRAIN
+from banditlib.policies.neural import NeuralEpsilonGreedy, NeuralTS, NeuralUCB
+from banditlib.policies.selection import top_k
+
+__all__ = ["SeedBatch", "SeedBatchFallback", "unsupported"]
+
+BATCHED_CLASSES: tuple[type, ...] = (NeuralUCB, NeuralTS, NeuralEpsilonGreedy)
+_COUNTERS = ("rng_counter", "n_seen_", "since_train", "train_rounds", "adam_t_")
+
+
+class SeedBatchFallback(RuntimeError):
+    """The batch cannot go on exactly as separate runs would (a run would raise, or an operation has no exact
+    form); the caller runs the seeds separately."""
+
+
+def unsupported(policies: Sequence[Any]) -> str | None:
+    """Why ``policies`` cannot run as one `SeedBatch` (``None``: they can).
+
+    They must be of one class among ``NeuralUCB``, ``NeuralTS``, ``NeuralEpsilonGreedy`` (exactly, not a
+    subclass), with one configuration, ``z="diag"``, the ``relu`` activation with hidden widths of at least 2, on
+    the CPU with the torch backend, and with the same counters (decisions, observations, training rounds).
+    """
+    if not policies:
+        return "no policies"
+    first = policies[0]
+    cls = type(first)
+    if cls not in BATCHED_CLASSES:
+        return f"{cls.__name__} has no seed-batched form (only {', '.join(c.__name__ for c in BATCHED_CLASSES)})"
+    for p in policies:
+        if type(p) is not cls or p.config != first.config or p.dtype != first.dtype:
+            return "the policies differ in class, configuration or dtype"
+        if p.device.type != "cpu" or p.backend == "triton":
+            return "only CPU policies on the torch backend batch"
+        for name in _COUNTERS:
+            if int(getattr(p, name)) != int(getattr(first, name)):
+                return f"the policies' `{name}` differ"
+    if first.z != "diag":
+        return "only z='diag' batches"
+    if first.activation != "relu" or not first.net._manual_backward:
+        return "only the relu activation batches"
+    if any(w < 2 for w in first.hidden):
+        return "hidden widths of 1 do not batch"
+    return None
+
+
+_ALIGN = 64  # bytes: the CPU allocator's alignment; BLAS may round differently at other alignments
+
+
+def _pad(t: torch.Tensor) -> torch.Tensor:
+    """``t`` ``(S, ...)`` (contiguous per seed) with each seed's block starting at a 64-byte boundary, as a
+    fresh tensor of one seed does: ``t`` itself when its blocks already do."""
+    per = t[0].numel()
+    step = _ALIGN // t.element_size()
+    padded = -(-per // step) * step
+    if t.is_contiguous() and padded == per:
+        return t
+    out = torch.empty(t.shape[0], padded, dtype=t.dtype, device=t.device)[:, :per].view(t.shape)
+    return out.copy_(t)
+
+
+def _replica(a: torch.Tensor, offset: int, shape: Sequence[int], stride: Sequence[int]) -> torch.Tensor:
+    """A fresh tensor of ``shape`` and ``stride`` at element ``offset`` of its own (64-byte aligned) storage,
+    holding ``a``'s values: the memory layout, alignment included, that ``a`` has relative to its storage."""
+    extent = 1 + sum((n - 1) * st for n, st in zip(shape, stride, strict=True) if n > 0)
+    out = torch.empty(offset + extent, dtype=a.dtype, device=a.device).as_strided(shape, stride, offset)
+    return out.copy_(a)
+
+
+class _Exact:
+    """Matrix products and reductions in their batched form when it gives the single-seed bits, else per seed.
+
+    ``op(name, single, batched, *args)``: ``args`` are batched tensors with the seed first; ``single(*a)`` is the
+    policy's own operation on one seed's tensors, ``batched(*args)`` the candidate. A seed's tensors are run
+    with the layout a separate policy gives them: its slice's strides, at its slice's offset from that seed's
+    first element, in a fresh (64-byte aligned) storage, since BLAS can round differently at another alignment.
+    Per ``(name, dtype, shapes, strides, alignments)`` the candidate is compared with ``single`` on random
+    inputs laid out like ``args``, twice, and the answer kept; without a match the seeds go one by one."""
+
+    def __init__(self, seeds: int) -> None:
+        self.S = seeds
+        self.verdict: dict[tuple[Any, ...], bool] = {}
+        self.gen = torch.Generator().manual_seed(0)
+
+    def __call__(self, name: str, single: Callable[..., torch.Tensor], batched: Callable[..., torch.Tensor],
+                 *args: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        return self.pick(name, single, batched, *args)(*args)
+
+    def pick(self, name: str, single: Callable[..., torch.Tensor], batched: Callable[..., torch.Tensor],
+             *args: torch.Tensor) -> Callable[..., torch.Tensor]:  # fmt: skip
+        """The function `__call__` would apply to ``args``, for reuse on tensors laid out the same way."""
+        key = (name, args[0].dtype, *((tuple(a.shape), a.stride(), self._align(a)) for a in args))
+        ok = self.verdict.get(key)
+        if ok is None:
+            ok = self.verdict[key] = self._probe(single, batched, args)
+        if ok:
+            return batched
+        return lambda *a: torch.stack([single(*(self._seed(t, s) for t in a)) for s in range(self.S)])
+
+    @staticmethod
+    def _align(a: torch.Tensor) -> int:
+        return int(a.storage_offset()) % (_ALIGN // a.element_size())
+
+    def _seed(self, a: torch.Tensor, s: int) -> torch.Tensor:
+        """Seed ``s``'s slice of ``a`` laid out as that seed's own policy lays it out."""
+        offset = (int(a.storage_offset()) - a.stride(0) * s) % (_ALIGN // a.element_size()) if a.stride(0) else 0
+        return _replica(a[s], offset, a.shape[1:], a.stride()[1:])
+
+    def _probe(self, single: Callable[..., torch.Tensor], batched: Callable[..., torch.Tensor],
+               args: Sequence[torch.Tensor]) -> bool:  # fmt: skip
+        for _ in range(2):
+            fake = [
+                _replica(torch.randn(a.shape, generator=self.gen, dtype=a.dtype), self._align(a), a.shape, a.stride())
+                for a in args
+            ]
+            got = batched(*fake)
+            for s in range(self.S):
+                if not torch.equal(got[s], single(*(self._seed(f, s) for f in fake))):
+                    return False
+        return True
+
+
+# The policy's single-seed operations and their batched candidates (`_Exact` checks each pair). A product whose
+# result has one column is a matrix-vector product, computed by gemv; its batched candidate computes the
+# transposed product, a row times a matrix, which gives gemv's bits where the plain batched product does not.
+
+
+def _addmm_batched(c: torch.Tensor, h: torch.Tensor, WT: torch.Tensor) -> torch.Tensor:
+    return torch.baddbmm(c.unsqueeze(1), h, WT)
+
+
+def _addmv_batched(c: torch.Tensor, h: torch.Tensor, WT: torch.Tensor) -> torch.Tensor:
+    return torch.baddbmm(c.unsqueeze(2), WT.transpose(1, 2), h.transpose(1, 2)).transpose(1, 2)
+
+
+def _mv_batched(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(S, N, k) @ (S, k) -> (S, N)``."""
+    return torch.bmm(b.unsqueeze(1), a.transpose(1, 2)).squeeze(1)
+
+
+def _column_batched(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(S, N, k) @ (S, k, 1) -> (S, N, 1)``."""
+    return torch.bmm(b.transpose(1, 2), a.transpose(1, 2)).transpose(1, 2)
+
+
+def _rowsum(a: torch.Tensor) -> torch.Tensor:
+    return a.sum(-1)
+
+
+def _colsum(a: torch.Tensor) -> torch.Tensor:
+    return torch.sum(a, 0)  # a bias gradient, a bias part of the diagonal Z's update
+
+
+def _colsum_batched(a: torch.Tensor) -> torch.Tensor:
+    return a.sum(1)
+
+
+def _tmm(d: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    return d.t().mm(h)  # a weight gradient, a weight part of the diagonal Z's update
+
+
+def _tmm_batched(d: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    return torch.bmm(d.transpose(1, 2), h)
+
+
+def _layers(flat: torch.Tensor, shapes: Sequence[tuple[int, int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(W (S, out, in), c (S, out))`` views into ``flat`` ``(S, p)``, laid out as `MLP.params`."""
+    out, offset = [], 0
+    S = flat.shape[0]
+    for o, i in shapes:
+        out.append((flat[:, offset : offset + o * i].view(S, o, i), flat[:, offset + o * i : offset + o * i + o]))
+        offset += o * i + o
+    return out
+
+
+class SeedBatch:
+    """``S`` policies of one configuration (see `unsupported`) run as one computation, one decision per seed per
+    round; `write_back` puts each seed's state back into its policy, equal bit for bit to the state of that
+    policy run alone on the same rounds.
+
+    Args:
+        policies: the ``S`` policies (each built with its own seed); their state is read, not changed, until
+            `write_back`.
+
+    Raises:
+        SeedBatchFallback: the policies cannot batch (the reason from `unsupported`).
+    """
+
+    def __init__(self, policies: Sequence[Any]) -> None:
+        reason = unsupported(policies)
+        if reason is not None:
+            raise SeedBatchFallback(reason)
+        self.policies = list(policies)
+        p0 = self.policies[0]
+        self.S, self.p0 = len(self.policies), p0
+        self.seeds = [int(p.seed) for p in self.policies]
+        self.dtype, self.K_disjoint = p0.dtype, p0.arms
+        self.shapes = list(p0.net.shapes)
+        with torch.no_grad():
+            # each seed's vectors at a 64-byte boundary, as a separate policy's are
+            def stack(name: str) -> torch.Tensor:
+                return _pad(torch.stack([p.get_buffer(name) if name != "params" else p.net.params.detach()
+                                         for p in self.policies]))  # fmt: skip
+
+            self.P, self.theta0 = stack("params"), stack("theta0_")
+            self.m, self.v, self.Z = stack("adam_m_"), stack("adam_v_"), stack("Z_diag_")
+            self.hist_x, self.hist_r = stack("hist_x_"), stack("hist_r_")
+        self.rng_counter, self.n_seen, self.since_train, self.train_rounds, self.adam_t = (
+            int(getattr(p0, name)) for name in _COUNTERS
+        )
+        self.exact = _Exact(self.S)
+        self.layers = [(W, W.transpose(1, 2), c) for W, c in _layers(self.P, self.shapes)]
+        self.G = _pad(torch.empty_like(self.P))
+        self.grads = [(gW, gc) for gW, gc in _layers(self.G, self.shapes)]
+        self.Z_inv64 = _pad(torch.empty_like(self.Z))
+        self.Z_inv = _pad(torch.empty(self.Z.shape, dtype=self.dtype))
+        self.inv_layers = [(W, W.transpose(1, 2), c) for W, c in _layers(self.Z_inv, self.shapes)]
+        self._inv_fresh = False
+        self._sites: list[Callable[..., torch.Tensor]] | None = None  # see _op
+        self._recording, self._site = False, 0
+        self.two = torch.full((), 2.0, dtype=self.dtype)
+        self.step = torch.zeros((), dtype=torch.float32)
+        self.lists = [list(t.unbind(0)) for t in (self.P, self.G, self.m, self.v)]
+        if isinstance(p0, NeuralUCB):
+            self.rule = "ucb"
+        elif isinstance(p0, NeuralTS):
+            self.rule = "ts"
+        else:
+            self.rule = "epsilon"
+        self.width = float(p0._width()) if self.rule != "epsilon" else 0.0
+
+    # ------------------------------------------------------------------------------------------ network
+
+    def _op(self, name: str, single: Callable[..., torch.Tensor], batched: Callable[..., torch.Tensor],
+            *args: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """``self.exact(name, ...)``; inside a training round, the choice made at the first step is reused at the
+        same call site in later steps (every step lays its tensors out alike), sparing the layout check."""
+        sites = self._sites
+        if sites is None:
+            return self.exact(name, single, batched, *args)
+        if self._recording:
+            fn = self.exact.pick(name, single, batched, *args)
+            sites.append(fn)
+        else:
+            fn = sites[self._site]
+            self._site += 1
+        return fn(*args)
+
+    def _linear(self, c: torch.Tensor, h: torch.Tensor, WT: torch.Tensor) -> torch.Tensor:
+        """``addmm(c, h, W^T)`` per seed: ``(S, out)``, ``(S, N, in)``, ``(S, in, out)`` -> ``(S, N, out)``."""
+        batched = _addmv_batched if WT.shape[2] == 1 else _addmm_batched
+        return self._op("linear", torch.addmm, batched, c, h, WT)
+
+    def _forward(self, x: torch.Tensor, out_layer: bool = True) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """`banditlib.policies._network._forward` per seed (without the output layer's product unless
+        ``out_layer``: an update's gradient pieces do not need the output)."""
+        hs, ys = [], []
+        h, last = x, len(self.layers) - 1
+        for i, (_, WT, c) in enumerate(self.layers):
+            hs.append(h)
+            if i == last and not out_layer:
+                break
+            y = self._linear(c, h, WT)
+            ys.append(y)
+            if i < last:
+                h = torch.relu(y)
+        return hs, ys
+
+    def _backward(self, hs: list[torch.Tensor], delta: torch.Tensor | None) -> list[torch.Tensor]:
+        """`banditlib.policies._network._backward` per seed (row-major layer inputs, as `unsupported` ensures)
+        from the output layer's ``delta`` ``(S, N, 1)``; ``None`` for ``d(sum f)/df``, all ones (then the first
+        product is the output layer's weights, exactly, on every row)."""
+        last = len(self.layers) - 1
+        S, N = hs[0].shape[:2]
+        deltas = [torch.ones((), dtype=self.dtype).expand(S, N, 1) if delta is None else delta]
+        for i in range(last, 0, -1):
+            W = self.layers[i][0]
+            if delta is None and i == last:
+                g = W.expand(S, N, W.shape[2])
+            else:
+                g = self._op("backward", torch.mm, torch.bmm, deltas[-1], W)
+            deltas.append(torch.ops.aten.threshold_backward.default(g, hs[i], 0))
+        deltas.reverse()
+        return deltas
+
+    def _pieces(self, enc: torch.Tensor, out_layer: bool = True) -> tuple[torch.Tensor | None, list[Any]]:
+        """`gradient_pieces` per seed: ``f`` ``(S, N)`` and ``[(h_l, delta_l)]``, each ``(S, N, .)``."""
+        hs, ys = self._forward(enc, out_layer)
+        f = ys[-1].squeeze(-1) if out_layer else None
+        return f, list(zip(hs, self._backward(hs, None), strict=True))
+
+    def _inv(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        if not self._inv_fresh:
+            self.Z_inv.copy_(torch.div(1.0, self.Z, out=self.Z_inv64))
+            self._inv_fresh = True
+        return self.inv_layers
+
+    def _mean_var(self, enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`GradientEstimator._mean_var_inputs` (diagonal ``Z``, torch backend) per seed: each ``(S, N)``."""
+        f, pieces = self._pieces(enc)
+        assert f is not None
+        E, layers = self.exact, self._inv()
+        var: torch.Tensor | None = None
+        for (h, delta), (_, w_inv_t, b_inv) in zip(pieces[:-1], layers[:-1], strict=True):
+            d2 = delta * delta
+            term = E("rowsum", _rowsum, _rowsum, E("matmul", torch.matmul, torch.bmm, h * h, w_inv_t) * d2)
+            dv = E("mv", torch.matmul, _mv_batched, d2, b_inv)
+            var = term + dv if var is None else var + term + dv
+        h = pieces[-1][0]
+        _, w_inv_t, b_inv = layers[-1]
+        term = E("column", torch.matmul, _column_batched, h * h, w_inv_t).squeeze(-1)
+        return f, term + b_inv if var is None else var + term + b_inv
+
+    # ------------------------------------------------------------------------------------------ rounds
+
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Contexts ``(S, K, d)`` or ``(S, d)`` -> network inputs ``(S, K, D)``."""
+        if self.K_disjoint is None:
+            return _pad(x)
+        return _pad(block_encode(x, self.K_disjoint))
+
+    def select(self, x: torch.Tensor) -> np.ndarray:
+        """One decision per seed: ``x`` ``(S, K, d)`` (shared model) or ``(S, d)`` (disjoint arms) in the
+        policies' dtype -> ``(S,)`` int64 arms, as each policy's ``select(x[s:s+1])`` would choose.
+
+        Raises:
+            SeedBatchFallback: a seed's scores are not finite (its own ``select`` would raise).
+        """
+        row = self.rng_counter
+        mean, var = self._mean_var(self._inputs(x))
+        var = var.clamp_min(0.0)
+        if self.rule == "ucb":
+            bonus = self.width * var.clamp_min(0.0).sqrt()
+        elif self.rule == "ts":
+            rows = torch.tensor([row])
+            K = mean.shape[1]
+            z = torch.cat([p._normal(rows, K) for p in self.policies]).to(mean.dtype)
+            bonus = (self.width * var.clamp_min(0.0).sqrt()) * z
+        else:
+            bonus = torch.zeros_like(mean)
+            eps = self.p0.epsilon
+            if eps != 0.0:
+                K = mean.shape[1]
+                for s, seed in enumerate(self.seeds):
+                    draws = _random.uniform_np(seed, _random.STREAM_EXPLORE, row, K + 1)
+                    if draws[0] < eps:
+                        bonus[s] = torch.from_numpy(draws[1:]).to(mean.dtype) - mean[s]
+        scores = mean + bonus
+        if not bool(torch.isfinite(scores).all()):
+            raise SeedBatchFallback("a seed's scores are not finite")
+        top_vals, idx = scores.max(dim=1, keepdim=True)
+        tied = ((scores == top_vals).sum(dim=1) > 1).nonzero().flatten().tolist()
+        if tied:
+            rows = torch.tensor([row])
+            for s in tied:
+                idx[s] = top_k(scores[s : s + 1], 1, rows, self.seeds[s], "torch")[0]
+        self.rng_counter += 1
+        return idx.squeeze(1).numpy().copy()
+
+    def update(self, x: torch.Tensor, actions: np.ndarray, rewards: torch.Tensor) -> None:
+        """One observation per seed, as each policy's ``update(x[s:s+1], [[a_s]], [[r_s]])`` would learn it.
+
+        Args:
+            x: the contexts given to `select`.
+            actions: ``(S,)`` the arms played.
+            rewards: ``(S,)`` their rewards, in the policies' dtype.
+
+        Raises:
+            SeedBatchFallback: an update of some seed would not be finite (its own ``update`` would raise).
+        """
+        S = self.S
+        a = torch.from_numpy(np.asarray(actions, dtype=np.int64))
+        seeds = torch.arange(S)
+        if self.K_disjoint is None:
+            enc = _pad(x[seeds, a].unsqueeze(1))  # (S, 1, d)
+        else:
+            K, d = self.K_disjoint, x.shape[1]
+            enc = x.new_zeros(S, K, d)
+            enc[seeds, a] = x
+            enc = _pad(enc.reshape(S, 1, K * d))
+        Z_new = self._fold(enc)
+        if not bool(torch.isfinite(Z_new.sum())) and not bool(torch.isfinite(Z_new).all()):
+            raise SeedBatchFallback("an update would make Z non-finite")
+        p0 = self.p0
+        due = p0.train_steps > 0 and self.since_train + 1 >= p0.train_every
+        Hh = p0.history
+        pos = self.n_seen % Hh
+        self.hist_x[:, pos] = enc[:, 0]
+        self.hist_r[:, pos] = rewards
+        self.n_seen += 1
+        if due:
+            self._train()
+            if not (bool(torch.isfinite(self.P).all()) and bool(torch.isfinite(self.m).all())
+                    and bool(torch.isfinite(self.v).all())):  # fmt: skip
+                raise SeedBatchFallback("training made a seed's network non-finite")
+            self.since_train = 0
+        else:
+            self.since_train += 1
+        self.Z.copy_(Z_new)
+        self._inv_fresh = False
+
+    def _fold(self, enc: torch.Tensor) -> torch.Tensor:
+        """`GradientEstimator._fold` (diagonal ``Z``) per seed: ``Z_diag_`` after observing ``enc`` ``(S, N, D)``."""
+        _, pieces = self._pieces(enc, out_layer=False)
+        E = self.exact
+        Z = _pad(torch.empty_like(self.Z))
+        S, N, last = enc.shape[0], enc.shape[1], len(pieces) - 1
+        for i, ((h, delta), (zW, zc)) in enumerate(zip(pieces, _layers(Z, self.shapes), strict=True)):
+            if i == last:
+                d2 = torch.ones(S, N, 1, dtype=torch.float64)
+                zc.fill_(float(N))
+            else:
+                d2 = (delta * delta).to(torch.float64)
+                zc.copy_(E("colsum", _colsum, _colsum_batched, d2))
+            zW.copy_(E("tmm", _tmm, _tmm_batched, d2, (h * h).to(torch.float64)))
+        return Z.add_(self.Z)
+
+    def _train(self) -> None:
+        """`_NeuralPolicy._train` / `_adam` per seed: ``train_steps`` Adam steps on every seed's history."""
+        p0 = self.p0
+        steps, B = p0.train_steps, p0.batch_size
+        n = min(self.n_seen, p0.history)
+        first = self.train_rounds * steps
+        rows = torch.arange(first, first + steps)
+        picks = torch.stack(
+            [(_random.uniform(seed, STREAM_TRAIN, rows, B) * n).long().clamp_max(n - 1) for seed in self.seeds]
+        )  # (S, steps, B)
+        S, D = self.S, self.hist_x.shape[2]
+        # every minibatch of every seed at a 64-byte boundary, as the policy's pre-gathered ones are
+        per = -(-B * D * self.hist_x.element_size() // 64) * 64 // self.hist_x.element_size()
+        xs = torch.empty(steps, S, per, dtype=self.dtype)
+        xb = xs[:, :, : B * D].view(steps, S, B, D)
+        xb.copy_(self.hist_x[torch.arange(S)[:, None, None], picks].transpose(0, 1))
+        yb = self.hist_r[torch.arange(S)[:, None, None], picks].transpose(0, 1).unsqueeze(-1).contiguous()
+        anchor = p0.loss == "anchor"
+        wd = p0.reg if p0.loss == "weight_decay" else 0.0
+        half = torch.full((), 0.5, dtype=self.dtype)
+        scale = (half.expand(B) / B).unsqueeze(-1)
+        anchor_scale = torch.ones((), dtype=self.dtype) * (0.5 * p0.reg / n)
+        diff = _pad(torch.empty_like(self.P))
+        P_l, G_l, m_l, v_l = self.lists
+        step_l = [self.step] * S
+        b1, b2 = _BETAS
+        self._sites, self._recording = [], True
+        for i in range(steps):
+            self._site = 0
+            hs, ys = self._forward(xb[i])
+            gy = ys[-1].sub_(yb[i]).mul_(self.two).mul_(scale)
+            deltas = self._backward(hs, gy)
+            for (gW, gc), h, delta in zip(self.grads, hs, deltas, strict=True):
+                gW.copy_(self._op("tmm", _tmm, _tmm_batched, delta, h))
+                gc.copy_(self._op("colsum", _colsum, _colsum_batched, delta))
+            if anchor:
+                self.G.add_(torch.sub(self.P, self.theta0, out=diff).mul_(self.two).mul_(anchor_scale))
+            self.step.fill_(self.adam_t + i + 1)
+            torch._fused_adam_(
+                P_l, G_l, m_l, v_l, [], step_l, lr=p0.lr, beta1=b1, beta2=b2, weight_decay=wd, eps=_EPS,
+                amsgrad=False, maximize=False,
+            )  # fmt: skip
+            self._recording = False
+        self._sites = None
+        self.adam_t += steps
+        self.train_rounds += 1
+
+    # ------------------------------------------------------------------------------------------ state
+
+    def write_back(self) -> None:
+        """Copy each seed's state into its policy (in place: the policies' buffers keep their storage)."""
+        with torch.no_grad():
+            for s, p in enumerate(self.policies):
+                p.net.params.copy_(self.P[s])
+                p.adam_m_.copy_(self.m[s])
+                p.adam_v_.copy_(self.v[s])
+                p.Z_diag_.copy_(self.Z[s])
+                p.hist_x_.copy_(self.hist_x[s])
+                p.hist_r_.copy_(self.hist_r[s])
+                for name, value in zip(
+                    _COUNTERS,
+                    (self.rng_counter, self.n_seen, self.since_train, self.train_rounds, self.adam_t),
+                    strict=True,
+                ):
+                    getattr(p, name).fill_(value)
+                p._invalidate_caches()
