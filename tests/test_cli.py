@@ -58,11 +58,30 @@ def test_regret_console_script_in_parallel_writes_the_documented_outputs(tmp_pat
     # table.md holds exactly the tables printed on stdout (everything before the "wrote ..." line).
     table = (out / "table.md").read_text(encoding="utf-8")
     assert proc.stdout.startswith(table) and table.endswith("|\n")
-    assert proc.stdout[len(table) :].strip().startswith("wrote ") and "table.md" in proc.stdout[len(table) :]
+    rest = proc.stdout[len(table) :].strip()
+    assert rest.startswith("seeds: every run separate") and "\nwrote " in rest and "table.md" in rest
     assert "| Linear-v0(d=3,K=4) | LinUCB |" in table and "Theory checks" in table
     # 30 rounds are too short for a growth exponent: n/a in the table (with the rule), null in results.json.
     assert all(row["growth_exponent"] is None for row in data["summary"])
     assert "| n/a |" in table and "T < 200 rounds" in table
+
+
+def test_seeds_are_batched_by_default_and_the_flag_turns_it_off(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = shlex.split("regret --env Linear-v0:d=3,K=4 --policy neuralucb:hidden=(4,),train_every=3 --policy linucb "
+                       "--horizon 20 --seeds 2 --no-progress --out")  # fmt: skip
+    assert main([*argv, str(tmp_path / "on")]) == 0
+    assert "seeds: batched into one computation (results identical to separate runs) for 1 of 2" in (
+        capsys.readouterr().out
+    )
+    assert main([*argv, str(tmp_path / "off"), "--no-batch-seeds"]) == 0
+    assert "seeds: every run separate (batching switched off)." in capsys.readouterr().out
+    on, off = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("on", "off"))
+    assert on["config"]["batch_seeds"] and not off["config"]["batch_seeds"]
+    assert [r["batched"] for r in on["runs"]] == [True, True, False, False]
+    assert not any(r["batched"] for r in off["runs"])
+    assert [r["regret"] for r in on["runs"]] == [r["regret"] for r in off["runs"]]
 
 
 def test_demo_subcommand_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

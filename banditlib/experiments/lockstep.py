@@ -2,7 +2,7 @@
 
 `play_seeds` is `banditlib.experiments.runner.play` for ``S`` seeds at once: seed ``s`` resets its own
 environment with ``reset(seed=s)`` and builds its own policy, exactly as its separate run would; each round
-every seed's policy decides through one [`SeedBatch`][banditlib.policies._seeds.SeedBatch] (the policies'
+every seed's policy decides through one `banditlib.policies._seeds.SeedBatch` (the policies'
 state with a leading seed dimension), each environment steps, and every policy learns. The trajectories,
 and the policies' final states, are those of the separate runs bit for bit (tests hold them to it); what
 changes is the cost, since one tensor operation now serves every seed.

@@ -229,11 +229,11 @@ class SeedGroup:
 
 
 def batchable(task: Task) -> bool:
-    """Whether ``task``'s policy class has a seed-batched form (its arguments may still rule it out; `run_group`
-    then runs the seeds separately)."""
-    from banditlib.policies._seeds import BATCHED_CLASSES
+    """Whether ``task``'s policy has a seed-batched form: its class, and its arguments, checked on a policy built
+    with ``dim = 2`` (the environment's dimensions do not decide it)."""
+    from banditlib.policies._seeds import BATCHED_CLASSES, unsupported
 
-    return task.policy.cls in BATCHED_CLASSES
+    return task.policy.cls in BATCHED_CLASSES and unsupported([task.policy.build(2, None, 0)]) is None
 
 
 def run_group(group: SeedGroup) -> list[RunResult]:
@@ -285,8 +285,12 @@ def _units(tasks: Sequence[Task], jobs: int) -> list[tuple[list[int], Task | See
     until there are about ``jobs`` units, when there are fewer), every other task alone; with the task indices."""
     groups: dict[tuple[Any, ...], list[int]] = {}
     singles: list[int] = []
+    can: dict[str, bool] = {}  # by policy spec
     for i, t in enumerate(tasks):
-        if batchable(t):
+        key = repr(t.policy)
+        if key not in can:
+            can[key] = batchable(t)
+        if can[key]:
             groups.setdefault((repr(t.env), repr(t.policy), t.horizon, t.delta), []).append(i)  # specs hold dicts
         else:
             singles.append(i)
@@ -351,8 +355,9 @@ def run_tasks(
         worker: a function run per task instead of `run_task` (module-level, so that it pickles); it turns
             ``batch_seeds`` off.
         method: process start method (``None``: `start_method`).
-        batch_seeds: run the seeds of each (environment, policy) pair whose policy has a seed-batched form as
-            one computation (see the module docstring); the results are the same either way.
+        batch_seeds: run the seeds of each (environment, policy) pair whose policy has a seed-batched form
+            (NeuralUCB, NeuralTS, NeuralEpsilonGreedy) as one computation, `run_group`; the results are the
+            same either way, bit for bit, but for the recorded ``seconds`` and ``batched``.
 
     Returns:
         One `RunResult` per task, in the order of ``tasks``.

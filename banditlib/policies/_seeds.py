@@ -254,10 +254,10 @@ class SeedBatch:
         self.Z_inv = _pad(torch.empty(self.Z.shape, dtype=self.dtype))
         self.inv_layers = [(W, W.transpose(1, 2), c) for W, c in _layers(self.Z_inv, self.shapes)]
         self._inv_fresh = False
-        self._sites: list[Callable[..., torch.Tensor]] | None = None  # see _op
+        self._sites: list[Callable[..., torch.Tensor]] | None = None  # see _op and _phase
+        self._phases: dict[tuple[Any, ...], list[Callable[..., torch.Tensor]]] = {}
         self._recording, self._site = False, 0
         self.two = torch.full((), 2.0, dtype=self.dtype)
-        self.step = torch.zeros((), dtype=torch.float32)
         self.lists = [list(t.unbind(0)) for t in (self.P, self.G, self.m, self.v)]
         if isinstance(p0, NeuralUCB):
             self.rule = "ucb"
@@ -271,8 +271,9 @@ class SeedBatch:
 
     def _op(self, name: str, single: Callable[..., torch.Tensor], batched: Callable[..., torch.Tensor],
             *args: torch.Tensor) -> torch.Tensor:  # fmt: skip
-        """``self.exact(name, ...)``; inside a training round, the choice made at the first step is reused at the
-        same call site in later steps (every step lays its tensors out alike), sparing the layout check."""
+        """``self.exact(name, ...)``, remembered per phase (`_phase`): every call of a phase with inputs laid out
+        alike lays out its intermediate tensors alike, so the choices of its first call are replayed, in call
+        order, without the layout check."""
         sites = self._sites
         if sites is None:
             return self.exact(name, single, batched, *args)
@@ -283,6 +284,17 @@ class SeedBatch:
             fn = sites[self._site]
             self._site += 1
         return fn(*args)
+
+    def _phase(self, name: str, x: torch.Tensor | None) -> None:
+        """Start a phase (``select``, ``fold``, a ``train`` step) on input ``x`` (``None``: end it)."""
+        if x is None:
+            self._sites, self._recording = None, False
+            return
+        key = (name, tuple(x.shape), x.stride(), self.exact._align(x))
+        sites = self._phases.get(key)
+        self._recording = sites is None
+        self._sites = self._phases.setdefault(key, []) if sites is None else sites
+        self._site = 0
 
     def _linear(self, c: torch.Tensor, h: torch.Tensor, WT: torch.Tensor) -> torch.Tensor:
         """``addmm(c, h, W^T)`` per seed: ``(S, out)``, ``(S, N, in)``, ``(S, in, out)`` -> ``(S, N, out)``."""
@@ -337,7 +349,7 @@ class SeedBatch:
         """`GradientEstimator._mean_var_inputs` (diagonal ``Z``, torch backend) per seed: each ``(S, N)``."""
         f, pieces = self._pieces(enc)
         assert f is not None
-        E, layers = self.exact, self._inv()
+        E, layers = self._op, self._inv()
         var: torch.Tensor | None = None
         for (h, delta), (_, w_inv_t, b_inv) in zip(pieces[:-1], layers[:-1], strict=True):
             d2 = delta * delta
@@ -365,7 +377,12 @@ class SeedBatch:
             SeedBatchFallback: a seed's scores are not finite (its own ``select`` would raise).
         """
         row = self.rng_counter
-        mean, var = self._mean_var(self._inputs(x))
+        enc = self._inputs(x)
+        self._phase("select", enc)
+        try:
+            mean, var = self._mean_var(enc)
+        finally:
+            self._phase("", None)
         var = var.clamp_min(0.0)
         if self.rule == "ucb":
             bonus = self.width * var.clamp_min(0.0).sqrt()
@@ -416,7 +433,11 @@ class SeedBatch:
             enc = x.new_zeros(S, K, d)
             enc[seeds, a] = x
             enc = _pad(enc.reshape(S, 1, K * d))
-        Z_new = self._fold(enc)
+        self._phase("fold", enc)
+        try:
+            Z_new = self._fold(enc)
+        finally:
+            self._phase("", None)
         if not bool(torch.isfinite(Z_new.sum())) and not bool(torch.isfinite(Z_new).all()):
             raise SeedBatchFallback("an update would make Z non-finite")
         p0 = self.p0
@@ -440,7 +461,7 @@ class SeedBatch:
     def _fold(self, enc: torch.Tensor) -> torch.Tensor:
         """`GradientEstimator._fold` (diagonal ``Z``) per seed: ``Z_diag_`` after observing ``enc`` ``(S, N, D)``."""
         _, pieces = self._pieces(enc, out_layer=False)
-        E = self.exact
+        E = self._op
         Z = _pad(torch.empty_like(self.Z))
         S, N, last = enc.shape[0], enc.shape[1], len(pieces) - 1
         for i, ((h, delta), (zW, zc)) in enumerate(zip(pieces, _layers(Z, self.shapes), strict=True)):
@@ -477,26 +498,29 @@ class SeedBatch:
         anchor_scale = torch.ones((), dtype=self.dtype) * (0.5 * p0.reg / n)
         diff = _pad(torch.empty_like(self.P))
         P_l, G_l, m_l, v_l = self.lists
-        step_l = [self.step] * S
+        # the step counts Adam reads, one 0-d tensor per step (the kernel only reads it), and the minibatches,
+        # each unbound once rather than indexed per step
+        counts = torch.arange(self.adam_t + 1, self.adam_t + steps + 1, dtype=torch.float32).unbind(0)
         b1, b2 = _BETAS
-        self._sites, self._recording = [], True
-        for i in range(steps):
-            self._site = 0
-            hs, ys = self._forward(xb[i])
-            gy = ys[-1].sub_(yb[i]).mul_(self.two).mul_(scale)
-            deltas = self._backward(hs, gy)
-            for (gW, gc), h, delta in zip(self.grads, hs, deltas, strict=True):
-                gW.copy_(self._op("tmm", _tmm, _tmm_batched, delta, h))
-                gc.copy_(self._op("colsum", _colsum, _colsum_batched, delta))
-            if anchor:
-                self.G.add_(torch.sub(self.P, self.theta0, out=diff).mul_(self.two).mul_(anchor_scale))
-            self.step.fill_(self.adam_t + i + 1)
-            torch._fused_adam_(
-                P_l, G_l, m_l, v_l, [], step_l, lr=p0.lr, beta1=b1, beta2=b2, weight_decay=wd, eps=_EPS,
-                amsgrad=False, maximize=False,
-            )  # fmt: skip
-            self._recording = False
-        self._sites = None
+        try:
+            self._phase("train", xb[0])  # every step's minibatch is laid out alike: one phase, replayed per step
+            for i, (x_i, y_i, t_i) in enumerate(zip(xb.unbind(0), yb.unbind(0), counts, strict=True)):
+                if i:
+                    self._recording, self._site = False, 0
+                hs, ys = self._forward(x_i)
+                gy = ys[-1].sub_(y_i).mul_(self.two).mul_(scale)
+                deltas = self._backward(hs, gy)
+                for (gW, gc), h, delta in zip(self.grads, hs, deltas, strict=True):
+                    gW.copy_(self._op("tmm", _tmm, _tmm_batched, delta, h))
+                    gc.copy_(self._op("colsum", _colsum, _colsum_batched, delta))
+                if anchor:
+                    self.G.add_(torch.sub(self.P, self.theta0, out=diff).mul_(self.two).mul_(anchor_scale))
+                torch._fused_adam_(
+                    P_l, G_l, m_l, v_l, [], [t_i] * S, lr=p0.lr, beta1=b1, beta2=b2, weight_decay=wd, eps=_EPS,
+                    amsgrad=False, maximize=False,
+                )  # fmt: skip
+        finally:
+            self._phase("", None)
         self.adam_t += steps
         self.train_rounds += 1
 

@@ -201,5 +201,7 @@ def test_groups_are_split_to_keep_the_workers_busy() -> None:
     assert [idx for idx, _ in units] == [[0, 2, 4], [1, 3]] and all(isinstance(u, SeedGroup) for _, u in units)
     assert [type(u) for _, u in _units(tasks, jobs=3)] == [SeedGroup, SeedGroup, Task]  # a part of one seed: a task
     assert [idx for idx, _ in _units(tasks, jobs=1)] == [[0, 1, 2, 3, 4]]
+    tanh = [Task(env, parse_policy("neuralucb:activation='tanh'"), seed=s, horizon=5) for s in range(3)]
+    assert [idx for idx, _ in _units(tanh, jobs=2)] == [[0], [1], [2]]  # no batched form: one task each
     with pytest.raises(ValueError, match="seed only"):
         run_group(SeedGroup((tasks[0], Task(env, parse_policy("neuralts"), seed=1, horizon=5))))
