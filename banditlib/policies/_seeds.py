@@ -20,8 +20,9 @@ bit (the tests hold it to that). What makes this possible:
   vector is processed exactly as a list of one;
 * matrix products and reductions are where a batched form may round differently (a batched GEMM may block a
   small product differently from a single one; a matrix-vector product may take a different kernel). Each one
-  goes through `_Exact`, which compares, once per operation and shape, the batched form with the policy's own
-  single-seed operation on random inputs; when they differ it loops over the seeds with the single operation.
+  goes through `Exact` (`banditlib.policies._exact`), which compares, once per operation, shapes and memory
+  alignment, the batched form with the policy's own single-seed operation on random inputs; when they differ
+  it loops over the seeds with the single operation.
 
 Anything a separate run would report (a non-finite update, scores that are not finite) stops the batch with
 `SeedBatchFallback`, so that the caller runs the seeds separately and each raises its own error.
@@ -36,6 +37,19 @@ import numpy as np
 import torch
 
 from banditlib import _random
+from banditlib.policies._exact import (
+    Exact,
+    addmm_batched,
+    addmv_batched,
+    colsum,
+    colsum_batched,
+    column_batched,
+    mv_batched,
+    pad,
+    rowsum,
+    tmm,
+    tmm_batched,
+)
 from banditlib.policies._network import block_encode
 from banditlib.policies._neural_base import _BETAS, _EPS, STREAM_TRAIN
 from banditlib.policies.neural import NeuralEpsilonGreedy, NeuralTS, NeuralUCB
@@ -82,125 +96,6 @@ def unsupported(policies: Sequence[Any]) -> str | None:
     return None
 
 
-_ALIGN = 64  # bytes: the CPU allocator's alignment; BLAS may round differently at other alignments
-
-
-def _pad(t: torch.Tensor) -> torch.Tensor:
-    """``t`` ``(S, ...)`` (contiguous per seed) with each seed's block starting at a 64-byte boundary, as a
-    fresh tensor of one seed does: ``t`` itself when its blocks already do."""
-    per = t[0].numel()
-    step = _ALIGN // t.element_size()
-    padded = -(-per // step) * step
-    if t.is_contiguous() and padded == per:
-        return t
-    out = torch.empty(t.shape[0], padded, dtype=t.dtype, device=t.device)[:, :per].view(t.shape)
-    return out.copy_(t)
-
-
-def _replica(a: torch.Tensor, offset: int, shape: Sequence[int], stride: Sequence[int]) -> torch.Tensor:
-    """A fresh tensor of ``shape`` and ``stride`` at element ``offset`` of its own (64-byte aligned) storage,
-    holding ``a``'s values: the memory layout, alignment included, that ``a`` has relative to its storage."""
-    extent = 1 + sum((n - 1) * st for n, st in zip(shape, stride, strict=True) if n > 0)
-    out = torch.empty(offset + extent, dtype=a.dtype, device=a.device).as_strided(shape, stride, offset)
-    return out.copy_(a)
-
-
-class _Exact:
-    """Matrix products and reductions in their batched form when it gives the single-seed bits, else per seed.
-
-    ``op(name, single, batched, *args)``: ``args`` are batched tensors with the seed first; ``single(*a)`` is the
-    policy's own operation on one seed's tensors, ``batched(*args)`` the candidate. A seed's tensors are run
-    with the layout a separate policy gives them: its slice's strides, at its slice's offset from that seed's
-    first element, in a fresh (64-byte aligned) storage, since BLAS can round differently at another alignment.
-    Per ``(name, dtype, shapes, strides, alignments)`` the candidate is compared with ``single`` on random
-    inputs laid out like ``args``, twice, and the answer kept; without a match the seeds go one by one."""
-
-    def __init__(self, seeds: int) -> None:
-        self.S = seeds
-        self.verdict: dict[tuple[Any, ...], bool] = {}
-        self.gen = torch.Generator().manual_seed(0)
-
-    def __call__(self, name: str, single: Callable[..., torch.Tensor], batched: Callable[..., torch.Tensor],
-                 *args: torch.Tensor) -> torch.Tensor:  # fmt: skip
-        return self.pick(name, single, batched, *args)(*args)
-
-    def pick(self, name: str, single: Callable[..., torch.Tensor], batched: Callable[..., torch.Tensor],
-             *args: torch.Tensor) -> Callable[..., torch.Tensor]:  # fmt: skip
-        """The function `__call__` would apply to ``args``, for reuse on tensors laid out the same way."""
-        key = (name, args[0].dtype, *((tuple(a.shape), a.stride(), self._align(a)) for a in args))
-        ok = self.verdict.get(key)
-        if ok is None:
-            ok = self.verdict[key] = self._probe(single, batched, args)
-        if ok:
-            return batched
-        return lambda *a: torch.stack([single(*(self._seed(t, s) for t in a)) for s in range(self.S)])
-
-    @staticmethod
-    def _align(a: torch.Tensor) -> int:
-        return int(a.storage_offset()) % (_ALIGN // a.element_size())
-
-    def _seed(self, a: torch.Tensor, s: int) -> torch.Tensor:
-        """Seed ``s``'s slice of ``a`` laid out as that seed's own policy lays it out."""
-        offset = (int(a.storage_offset()) - a.stride(0) * s) % (_ALIGN // a.element_size()) if a.stride(0) else 0
-        return _replica(a[s], offset, a.shape[1:], a.stride()[1:])
-
-    def _probe(self, single: Callable[..., torch.Tensor], batched: Callable[..., torch.Tensor],
-               args: Sequence[torch.Tensor]) -> bool:  # fmt: skip
-        for _ in range(2):
-            fake = [
-                _replica(torch.randn(a.shape, generator=self.gen, dtype=a.dtype), self._align(a), a.shape, a.stride())
-                for a in args
-            ]
-            got = batched(*fake)
-            for s in range(self.S):
-                if not torch.equal(got[s], single(*(self._seed(f, s) for f in fake))):
-                    return False
-        return True
-
-
-# The policy's single-seed operations and their batched candidates (`_Exact` checks each pair). A product whose
-# result has one column is a matrix-vector product, computed by gemv; its batched candidate computes the
-# transposed product, a row times a matrix, which gives gemv's bits where the plain batched product does not.
-
-
-def _addmm_batched(c: torch.Tensor, h: torch.Tensor, WT: torch.Tensor) -> torch.Tensor:
-    return torch.baddbmm(c.unsqueeze(1), h, WT)
-
-
-def _addmv_batched(c: torch.Tensor, h: torch.Tensor, WT: torch.Tensor) -> torch.Tensor:
-    return torch.baddbmm(c.unsqueeze(2), WT.transpose(1, 2), h.transpose(1, 2)).transpose(1, 2)
-
-
-def _mv_batched(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``(S, N, k) @ (S, k) -> (S, N)``."""
-    return torch.bmm(b.unsqueeze(1), a.transpose(1, 2)).squeeze(1)
-
-
-def _column_batched(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``(S, N, k) @ (S, k, 1) -> (S, N, 1)``."""
-    return torch.bmm(b.transpose(1, 2), a.transpose(1, 2)).transpose(1, 2)
-
-
-def _rowsum(a: torch.Tensor) -> torch.Tensor:
-    return a.sum(-1)
-
-
-def _colsum(a: torch.Tensor) -> torch.Tensor:
-    return torch.sum(a, 0)  # a bias gradient, a bias part of the diagonal Z's update
-
-
-def _colsum_batched(a: torch.Tensor) -> torch.Tensor:
-    return a.sum(1)
-
-
-def _tmm(d: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    return d.t().mm(h)  # a weight gradient, a weight part of the diagonal Z's update
-
-
-def _tmm_batched(d: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    return torch.bmm(d.transpose(1, 2), h)
-
-
 def _layers(flat: torch.Tensor, shapes: Sequence[tuple[int, int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``(W (S, out, in), c (S, out))`` views into ``flat`` ``(S, p)``, laid out as `MLP.params`."""
     out, offset = [], 0
@@ -237,7 +132,7 @@ class SeedBatch:
         with torch.no_grad():
             # each seed's vectors at a 64-byte boundary, as a separate policy's are
             def stack(name: str) -> torch.Tensor:
-                return _pad(torch.stack([p.get_buffer(name) if name != "params" else p.net.params.detach()
+                return pad(torch.stack([p.get_buffer(name) if name != "params" else p.net.params.detach()
                                          for p in self.policies]))  # fmt: skip
 
             self.P, self.theta0 = stack("params"), stack("theta0_")
@@ -246,12 +141,12 @@ class SeedBatch:
         self.rng_counter, self.n_seen, self.since_train, self.train_rounds, self.adam_t = (
             int(getattr(p0, name)) for name in _COUNTERS
         )
-        self.exact = _Exact(self.S)
+        self.exact = Exact(self.S)
         self.layers = [(W, W.transpose(1, 2), c) for W, c in _layers(self.P, self.shapes)]
-        self.G = _pad(torch.empty_like(self.P))
+        self.G = pad(torch.empty_like(self.P))
         self.grads = [(gW, gc) for gW, gc in _layers(self.G, self.shapes)]
-        self.Z_inv64 = _pad(torch.empty_like(self.Z))
-        self.Z_inv = _pad(torch.empty(self.Z.shape, dtype=self.dtype))
+        self.Z_inv64 = pad(torch.empty_like(self.Z))
+        self.Z_inv = pad(torch.empty(self.Z.shape, dtype=self.dtype))
         self.inv_layers = [(W, W.transpose(1, 2), c) for W, c in _layers(self.Z_inv, self.shapes)]
         self._inv_fresh = False
         self._sites: list[Callable[..., torch.Tensor]] | None = None  # see _op and _phase
@@ -298,7 +193,7 @@ class SeedBatch:
 
     def _linear(self, c: torch.Tensor, h: torch.Tensor, WT: torch.Tensor) -> torch.Tensor:
         """``addmm(c, h, W^T)`` per seed: ``(S, out)``, ``(S, N, in)``, ``(S, in, out)`` -> ``(S, N, out)``."""
-        batched = _addmv_batched if WT.shape[2] == 1 else _addmm_batched
+        batched = addmv_batched if WT.shape[2] == 1 else addmm_batched
         return self._op("linear", torch.addmm, batched, c, h, WT)
 
     def _forward(self, x: torch.Tensor, out_layer: bool = True) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -353,12 +248,12 @@ class SeedBatch:
         var: torch.Tensor | None = None
         for (h, delta), (_, w_inv_t, b_inv) in zip(pieces[:-1], layers[:-1], strict=True):
             d2 = delta * delta
-            term = E("rowsum", _rowsum, _rowsum, E("matmul", torch.matmul, torch.bmm, h * h, w_inv_t) * d2)
-            dv = E("mv", torch.matmul, _mv_batched, d2, b_inv)
+            term = E("rowsum", rowsum, rowsum, E("matmul", torch.matmul, torch.bmm, h * h, w_inv_t) * d2)
+            dv = E("mv", torch.matmul, mv_batched, d2, b_inv)
             var = term + dv if var is None else var + term + dv
         h = pieces[-1][0]
         _, w_inv_t, b_inv = layers[-1]
-        term = E("column", torch.matmul, _column_batched, h * h, w_inv_t).squeeze(-1)
+        term = E("column", torch.matmul, column_batched, h * h, w_inv_t).squeeze(-1)
         return f, term + b_inv if var is None else var + term + b_inv
 
     # ------------------------------------------------------------------------------------------ rounds
@@ -366,8 +261,8 @@ class SeedBatch:
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         """Contexts ``(S, K, d)`` or ``(S, d)`` -> network inputs ``(S, K, D)``."""
         if self.K_disjoint is None:
-            return _pad(x)
-        return _pad(block_encode(x, self.K_disjoint))
+            return pad(x)
+        return pad(block_encode(x, self.K_disjoint))
 
     def select(self, x: torch.Tensor) -> np.ndarray:
         """One decision per seed: ``x`` ``(S, K, d)`` (shared model) or ``(S, d)`` (disjoint arms) in the
@@ -427,12 +322,12 @@ class SeedBatch:
         a = torch.from_numpy(np.asarray(actions, dtype=np.int64))
         seeds = torch.arange(S)
         if self.K_disjoint is None:
-            enc = _pad(x[seeds, a].unsqueeze(1))  # (S, 1, d)
+            enc = pad(x[seeds, a].unsqueeze(1))  # (S, 1, d)
         else:
             K, d = self.K_disjoint, x.shape[1]
             enc = x.new_zeros(S, K, d)
             enc[seeds, a] = x
-            enc = _pad(enc.reshape(S, 1, K * d))
+            enc = pad(enc.reshape(S, 1, K * d))
         self._phase("fold", enc)
         try:
             Z_new = self._fold(enc)
@@ -462,7 +357,7 @@ class SeedBatch:
         """`GradientEstimator._fold` (diagonal ``Z``) per seed: ``Z_diag_`` after observing ``enc`` ``(S, N, D)``."""
         _, pieces = self._pieces(enc, out_layer=False)
         E = self._op
-        Z = _pad(torch.empty_like(self.Z))
+        Z = pad(torch.empty_like(self.Z))
         S, N, last = enc.shape[0], enc.shape[1], len(pieces) - 1
         for i, ((h, delta), (zW, zc)) in enumerate(zip(pieces, _layers(Z, self.shapes), strict=True)):
             if i == last:
@@ -470,8 +365,8 @@ class SeedBatch:
                 zc.fill_(float(N))
             else:
                 d2 = (delta * delta).to(torch.float64)
-                zc.copy_(E("colsum", _colsum, _colsum_batched, d2))
-            zW.copy_(E("tmm", _tmm, _tmm_batched, d2, (h * h).to(torch.float64)))
+                zc.copy_(E("colsum", colsum, colsum_batched, d2))
+            zW.copy_(E("tmm", tmm, tmm_batched, d2, (h * h).to(torch.float64)))
         return Z.add_(self.Z)
 
     def _train(self) -> None:
@@ -496,7 +391,7 @@ class SeedBatch:
         half = torch.full((), 0.5, dtype=self.dtype)
         scale = (half.expand(B) / B).unsqueeze(-1)
         anchor_scale = torch.ones((), dtype=self.dtype) * (0.5 * p0.reg / n)
-        diff = _pad(torch.empty_like(self.P))
+        diff = pad(torch.empty_like(self.P))
         P_l, G_l, m_l, v_l = self.lists
         # the step counts Adam reads, one 0-d tensor per step (the kernel only reads it), and the minibatches,
         # each unbound once rather than indexed per step
@@ -511,8 +406,8 @@ class SeedBatch:
                 gy = ys[-1].sub_(y_i).mul_(self.two).mul_(scale)
                 deltas = self._backward(hs, gy)
                 for (gW, gc), h, delta in zip(self.grads, hs, deltas, strict=True):
-                    gW.copy_(self._op("tmm", _tmm, _tmm_batched, delta, h))
-                    gc.copy_(self._op("colsum", _colsum, _colsum_batched, delta))
+                    gW.copy_(self._op("tmm", tmm, tmm_batched, delta, h))
+                    gc.copy_(self._op("colsum", colsum, colsum_batched, delta))
                 if anchor:
                     self.G.add_(torch.sub(self.P, self.theta0, out=diff).mul_(self.two).mul_(anchor_scale))
                 torch._fused_adam_(

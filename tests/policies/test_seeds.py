@@ -16,7 +16,8 @@ from banditlib.experiments.lockstep import play_seeds
 from banditlib.experiments.runner import SeedGroup, Task, _units, play, run_group, run_task, run_tasks
 from banditlib.experiments.specs import arm_model, parse_env, parse_policy
 from banditlib.experiments.suite import batching_note
-from banditlib.policies._seeds import SeedBatch, SeedBatchFallback, _Exact, unsupported
+from banditlib.policies._exact import Exact
+from banditlib.policies._seeds import SeedBatch, SeedBatchFallback, unsupported
 
 CASES = [
     # shared-parameter model, several training rounds per run
@@ -130,7 +131,7 @@ def test_policies_at_different_points_do_not_batch() -> None:
 
 
 def test_exact_loops_over_the_seeds_when_the_batched_form_rounds_differently() -> None:
-    exact = _Exact(3)
+    exact = Exact(3)
     a = torch.randn(3, 4, 5)
     b = torch.randn(3, 5, 6)
     single = torch.mm
@@ -205,3 +206,21 @@ def test_groups_are_split_to_keep_the_workers_busy() -> None:
     assert [idx for idx, _ in _units(tanh, jobs=2)] == [[0], [1], [2]]  # no batched form: one task each
     with pytest.raises(ValueError, match="seed only"):
         run_group(SeedGroup((tasks[0], Task(env, parse_policy("neuralts"), seed=1, horizon=5))))
+
+
+def test_pad_puts_every_seeds_block_at_a_64_byte_boundary() -> None:
+    from banditlib.policies._exact import pad
+
+    t = torch.arange(3 * 5 * 7, dtype=torch.float32).view(3, 5, 7)  # 140 bytes per seed
+    padded = pad(t)
+    assert torch.equal(padded, t) and padded.stride(0) == 48  # 35 floats rounded up to 48 (192 bytes)
+    assert all(padded[s].data_ptr() % 64 == 0 for s in range(3))
+    aligned = torch.zeros(2, 16, dtype=torch.float32)  # 64 bytes per seed already
+    assert pad(aligned) is aligned
+    # a seed's slice handed to the single operation keeps its offset from its seed's start, in fresh storage
+    exact = Exact(3)
+    view = padded[:, 1:, 2:]
+    for s in range(3):
+        alone = exact._seed(view, s)
+        assert torch.equal(alone, view[s]) and alone.stride() == view[s].stride()
+        assert (alone.data_ptr() - view[0].data_ptr()) % 64 == 0
