@@ -30,7 +30,8 @@ Anything a separate run would report (a non-finite update, scores that are not f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -180,16 +181,21 @@ class SeedBatch:
             self._site += 1
         return fn(*args)
 
-    def _phase(self, name: str, x: torch.Tensor | None) -> None:
-        """Start a phase (``select``, ``fold``, a ``train`` step) on input ``x`` (``None``: end it)."""
-        if x is None:
-            self._sites, self._recording = None, False
-            return
+    @contextlib.contextmanager
+    def _phase(self, name: str, x: torch.Tensor) -> Iterator[None]:
+        """A phase (``select``, ``fold``, a training round) on input ``x``: its first run records the choices of
+        `_op`, later runs with ``x`` laid out alike replay them; a run that raises records nothing."""
         key = (name, tuple(x.shape), x.stride(), self.exact._align(x))
         sites = self._phases.get(key)
-        self._recording = sites is None
-        self._sites = self._phases.setdefault(key, []) if sites is None else sites
-        self._site = 0
+        recording = self._recording = sites is None
+        new: list[Callable[..., torch.Tensor]] = []
+        self._sites, self._site = new if sites is None else sites, 0
+        try:
+            yield
+            if recording:
+                self._phases[key] = new
+        finally:
+            self._sites, self._recording = None, False
 
     def _linear(self, c: torch.Tensor, h: torch.Tensor, WT: torch.Tensor) -> torch.Tensor:
         """``addmm(c, h, W^T)`` per seed: ``(S, out)``, ``(S, N, in)``, ``(S, in, out)`` -> ``(S, N, out)``."""
@@ -273,11 +279,8 @@ class SeedBatch:
         """
         row = self.rng_counter
         enc = self._inputs(x)
-        self._phase("select", enc)
-        try:
+        with self._phase("select", enc):
             mean, var = self._mean_var(enc)
-        finally:
-            self._phase("", None)
         var = var.clamp_min(0.0)
         if self.rule == "ucb":
             bonus = self.width * var.clamp_min(0.0).sqrt()
@@ -328,11 +331,8 @@ class SeedBatch:
             enc = x.new_zeros(S, K, d)
             enc[seeds, a] = x
             enc = pad(enc.reshape(S, 1, K * d))
-        self._phase("fold", enc)
-        try:
+        with self._phase("fold", enc):
             Z_new = self._fold(enc)
-        finally:
-            self._phase("", None)
         if not bool(torch.isfinite(Z_new.sum())) and not bool(torch.isfinite(Z_new).all()):
             raise SeedBatchFallback("an update would make Z non-finite")
         p0 = self.p0
@@ -397,8 +397,7 @@ class SeedBatch:
         # each unbound once rather than indexed per step
         counts = torch.arange(self.adam_t + 1, self.adam_t + steps + 1, dtype=torch.float32).unbind(0)
         b1, b2 = _BETAS
-        try:
-            self._phase("train", xb[0])  # every step's minibatch is laid out alike: one phase, replayed per step
+        with self._phase("train", xb[0]):  # every step's minibatch is laid out alike: one phase, replayed per step
             for i, (x_i, y_i, t_i) in enumerate(zip(xb.unbind(0), yb.unbind(0), counts, strict=True)):
                 if i:
                     self._recording, self._site = False, 0
@@ -414,8 +413,6 @@ class SeedBatch:
                     P_l, G_l, m_l, v_l, [], [t_i] * S, lr=p0.lr, beta1=b1, beta2=b2, weight_decay=wd, eps=_EPS,
                     amsgrad=False, maximize=False,
                 )  # fmt: skip
-        finally:
-            self._phase("", None)
         self.adam_t += steps
         self.train_rounds += 1
 

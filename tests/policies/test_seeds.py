@@ -224,3 +224,25 @@ def test_pad_puts_every_seeds_block_at_a_64_byte_boundary() -> None:
         alone = exact._seed(view, s)
         assert torch.equal(alone, view[s]) and alone.stride() == view[s].stride()
         assert (alone.data_ptr() - view[0].data_ptr()) % 64 == 0
+
+
+def test_a_phase_that_raises_records_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    batch = SeedBatch([banditlib.NeuralUCB(dim=3, hidden=(4,), seed=s) for s in range(2)])
+    twin = SeedBatch([banditlib.NeuralUCB(dim=3, hidden=(4,), seed=s) for s in range(2)])
+    x = torch.rand(2, 3, 3, generator=torch.Generator().manual_seed(0))
+    real_pick, calls = batch.exact.pick, []
+
+    def failing_pick(*args: Any) -> Any:
+        calls.append(args[0])
+        if len(calls) == 3:
+            raise RuntimeError("interrupted")
+        return real_pick(*args)
+
+    monkeypatch.setattr(batch.exact, "pick", failing_pick)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        batch.select(x)
+    assert batch._phases == {} and batch._sites is None
+    monkeypatch.setattr(batch.exact, "pick", real_pick)
+    assert batch.rng_counter == 0  # nothing was committed
+    np.testing.assert_array_equal(batch.select(x), twin.select(x))
+    assert [k[0] for k in batch._phases] == ["select"]
