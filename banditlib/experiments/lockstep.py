@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from banditlib.experiments.runner import Trajectory
-from banditlib.policies._seeds import SeedBatch, SeedBatchFallback
+from banditlib.policies._seeds import SeedBatchFallback, seed_batch
 
 __all__ = ["SeedBatchFallback", "play_seeds"]
 
@@ -57,7 +57,7 @@ def play_seeds(
     if not (S == len(policies) == len(seeds)) or S == 0:
         raise ValueError(f"play_seeds(): need as many environments, policies and seeds (>= 1); got {S}, "
                          f"{len(policies)}, {len(seeds)}.")  # fmt: skip
-    batch = SeedBatch(policies)
+    batch = seed_batch(policies)
     dtype = batch.dtype
     obs = np.stack([env.reset(seed=int(seed))[0] for env, seed in zip(envs, seeds, strict=True)])
     actions = np.empty((S, horizon), dtype=np.int64)

@@ -54,11 +54,12 @@ from banditlib.policies._exact import (
 from banditlib.policies._network import block_encode
 from banditlib.policies._neural_base import _BETAS, _EPS, STREAM_TRAIN
 from banditlib.policies.neural import NeuralEpsilonGreedy, NeuralTS, NeuralUCB
+from banditlib.policies.neural_linear import NeuralLinTS, NeuralLinUCB
 from banditlib.policies.selection import top_k
 
-__all__ = ["SeedBatch", "SeedBatchFallback", "unsupported"]
+__all__ = ["GradientSeedBatch", "SeedBatch", "SeedBatchFallback", "seed_batch", "unsupported"]
 
-BATCHED_CLASSES: tuple[type, ...] = (NeuralUCB, NeuralTS, NeuralEpsilonGreedy)
+BATCHED_CLASSES: tuple[type, ...] = (NeuralUCB, NeuralTS, NeuralEpsilonGreedy, NeuralLinUCB, NeuralLinTS)
 _COUNTERS = ("rng_counter", "n_seen_", "since_train", "train_rounds", "adam_t_")
 
 
@@ -70,9 +71,10 @@ class SeedBatchFallback(RuntimeError):
 def unsupported(policies: Sequence[Any]) -> str | None:
     """Why ``policies`` cannot run as one `SeedBatch` (``None``: they can).
 
-    They must be of one class among ``NeuralUCB``, ``NeuralTS``, ``NeuralEpsilonGreedy`` (exactly, not a
-    subclass), with one configuration, ``z="diag"``, the ``relu`` activation with hidden widths of at least 2, on
-    the CPU with the torch backend, and with the same counters (decisions, observations, training rounds).
+    They must be of one class among ``NeuralUCB``, ``NeuralTS``, ``NeuralEpsilonGreedy`` (with ``z="diag"``),
+    ``NeuralLinUCB`` and ``NeuralLinTS`` (exactly, not a subclass), with one configuration, the ``relu``
+    activation with hidden widths of at least 2, on the CPU with the torch backend, and with the same counters
+    (decisions, observations, training rounds).
     """
     if not policies:
         return "no policies"
@@ -88,7 +90,7 @@ def unsupported(policies: Sequence[Any]) -> str | None:
         for name in _COUNTERS:
             if int(getattr(p, name)) != int(getattr(first, name)):
                 return f"the policies' `{name}` differ"
-    if first.z != "diag":
+    if getattr(first, "z", "diag") != "diag":
         return "only z='diag' batches"
     if first.activation != "relu" or not first.net._manual_backward:
         return "only the relu activation batches"
@@ -107,10 +109,32 @@ def _layers(flat: torch.Tensor, shapes: Sequence[tuple[int, int]]) -> list[tuple
     return out
 
 
+def seed_batch(policies: Sequence[Any]) -> SeedBatch:
+    """The `SeedBatch` for ``policies``' estimator: `GradientSeedBatch` (NeuralUCB, NeuralTS,
+    NeuralEpsilonGreedy) or `banditlib.policies._seeds_linear.NeuralLinearSeedBatch` (NeuralLinUCB, NeuralLinTS).
+
+    Raises:
+        SeedBatchFallback: the policies cannot batch (the reason from `unsupported`).
+    """
+    reason = unsupported(policies)
+    if reason is not None:
+        raise SeedBatchFallback(reason)
+    if isinstance(policies[0], (NeuralLinUCB, NeuralLinTS)):
+        from banditlib.policies._seeds_linear import NeuralLinearSeedBatch
+
+        return NeuralLinearSeedBatch(policies)
+    return GradientSeedBatch(policies)
+
+
 class SeedBatch:
     """``S`` policies of one configuration (see `unsupported`) run as one computation, one decision per seed per
     round; `write_back` puts each seed's state back into its policy, equal bit for bit to the state of that
     policy run alone on the same rounds.
+
+    This class holds what every neural estimator shares (the network, its history and its training, the
+    selection of the top arm); a subclass adds the estimator's statistics (``_stat_names``, stacked with the
+    seed first in ``stats``) and how they score (`_score`), fold an observation in (`_fold`) and follow a
+    training round (`_refit`). Build one with `seed_batch`.
 
     Args:
         policies: the ``S`` policies (each built with its own seed); their state is read, not changed, until
@@ -119,6 +143,8 @@ class SeedBatch:
     Raises:
         SeedBatchFallback: the policies cannot batch (the reason from `unsupported`).
     """
+
+    _stat_names: tuple[str, ...] = ()
 
     def __init__(self, policies: Sequence[Any]) -> None:
         reason = unsupported(policies)
@@ -137,8 +163,9 @@ class SeedBatch:
                                          for p in self.policies]))  # fmt: skip
 
             self.P, self.theta0 = stack("params"), stack("theta0_")
-            self.m, self.v, self.Z = stack("adam_m_"), stack("adam_v_"), stack("Z_diag_")
+            self.m, self.v = stack("adam_m_"), stack("adam_v_")
             self.hist_x, self.hist_r = stack("hist_x_"), stack("hist_r_")
+            self.stats = {name: stack(name) for name in self._stat_names}
         self.rng_counter, self.n_seen, self.since_train, self.train_rounds, self.adam_t = (
             int(getattr(p0, name)) for name in _COUNTERS
         )
@@ -146,22 +173,39 @@ class SeedBatch:
         self.layers = [(W, W.transpose(1, 2), c) for W, c in _layers(self.P, self.shapes)]
         self.G = pad(torch.empty_like(self.P))
         self.grads = [(gW, gc) for gW, gc in _layers(self.G, self.shapes)]
-        self.Z_inv64 = pad(torch.empty_like(self.Z))
-        self.Z_inv = pad(torch.empty(self.Z.shape, dtype=self.dtype))
-        self.inv_layers = [(W, W.transpose(1, 2), c) for W, c in _layers(self.Z_inv, self.shapes)]
-        self._inv_fresh = False
         self._sites: list[Callable[..., torch.Tensor]] | None = None  # see _op and _phase
         self._phases: dict[tuple[Any, ...], list[Callable[..., torch.Tensor]]] = {}
         self._recording, self._site = False, 0
         self.two = torch.full((), 2.0, dtype=self.dtype)
         self.lists = [list(t.unbind(0)) for t in (self.P, self.G, self.m, self.v)]
-        if isinstance(p0, NeuralUCB):
+        if isinstance(p0, (NeuralUCB, NeuralLinUCB)):
             self.rule = "ucb"
-        elif isinstance(p0, NeuralTS):
+        elif isinstance(p0, (NeuralTS, NeuralLinTS)):
             self.rule = "ts"
         else:
             self.rule = "epsilon"
         self.width = float(p0._width()) if self.rule != "epsilon" else 0.0
+
+    # ------------------------------------------------------------------------------------------ estimator hooks
+
+    def _score(self, enc: torch.Tensor, row: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rule's ``mean`` and ``bonus`` ``(S, K)`` at network inputs ``enc`` ``(S, K, D)``, decision ``row``."""
+        raise NotImplementedError
+
+    def _fold(self, enc: torch.Tensor, rewards: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The statistics after observing ``enc`` ``(S, 1, D)`` with ``rewards`` ``(S,)``, computed aside.
+
+        Raises:
+            SeedBatchFallback: some seed's own update would raise.
+        """
+        raise NotImplementedError
+
+    def _refit(self, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The statistics to commit after a training round (default: ``stats`` as folded)."""
+        return stats
+
+    def _changed(self) -> None:
+        """The statistics changed: drop what is cached from them."""
 
     # ------------------------------------------------------------------------------------------ network
 
@@ -240,28 +284,6 @@ class SeedBatch:
         f = ys[-1].squeeze(-1) if out_layer else None
         return f, list(zip(hs, self._backward(hs, None), strict=True))
 
-    def _inv(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        if not self._inv_fresh:
-            self.Z_inv.copy_(torch.div(1.0, self.Z, out=self.Z_inv64))
-            self._inv_fresh = True
-        return self.inv_layers
-
-    def _mean_var(self, enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`GradientEstimator._mean_var_inputs` (diagonal ``Z``, torch backend) per seed: each ``(S, N)``."""
-        f, pieces = self._pieces(enc)
-        assert f is not None
-        E, layers = self._op, self._inv()
-        var: torch.Tensor | None = None
-        for (h, delta), (_, w_inv_t, b_inv) in zip(pieces[:-1], layers[:-1], strict=True):
-            d2 = delta * delta
-            term = E("rowsum", rowsum, rowsum, E("matmul", torch.matmul, torch.bmm, h * h, w_inv_t) * d2)
-            dv = E("mv", torch.matmul, mv_batched, d2, b_inv)
-            var = term + dv if var is None else var + term + dv
-        h = pieces[-1][0]
-        _, w_inv_t, b_inv = layers[-1]
-        term = E("column", torch.matmul, column_batched, h * h, w_inv_t).squeeze(-1)
-        return f, term + b_inv if var is None else var + term + b_inv
-
     # ------------------------------------------------------------------------------------------ rounds
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
@@ -278,26 +300,7 @@ class SeedBatch:
             SeedBatchFallback: a seed's scores are not finite (its own ``select`` would raise).
         """
         row = self.rng_counter
-        enc = self._inputs(x)
-        with self._phase("select", enc):
-            mean, var = self._mean_var(enc)
-        var = var.clamp_min(0.0)
-        if self.rule == "ucb":
-            bonus = self.width * var.clamp_min(0.0).sqrt()
-        elif self.rule == "ts":
-            rows = torch.tensor([row])
-            K = mean.shape[1]
-            z = torch.cat([p._normal(rows, K) for p in self.policies]).to(mean.dtype)
-            bonus = (self.width * var.clamp_min(0.0).sqrt()) * z
-        else:
-            bonus = torch.zeros_like(mean)
-            eps = self.p0.epsilon
-            if eps != 0.0:
-                K = mean.shape[1]
-                for s, seed in enumerate(self.seeds):
-                    draws = _random.uniform_np(seed, _random.STREAM_EXPLORE, row, K + 1)
-                    if draws[0] < eps:
-                        bonus[s] = torch.from_numpy(draws[1:]).to(mean.dtype) - mean[s]
+        mean, bonus = self._score(self._inputs(x), row)
         scores = mean + bonus
         if not bool(torch.isfinite(scores).all()):
             raise SeedBatchFallback("a seed's scores are not finite")
@@ -309,6 +312,25 @@ class SeedBatch:
                 idx[s] = top_k(scores[s : s + 1], 1, rows, self.seeds[s], "torch")[0]
         self.rng_counter += 1
         return idx.squeeze(1).numpy().copy()
+
+    def _bonus(self, mean: torch.Tensor, var: torch.Tensor, row: int) -> torch.Tensor:
+        """The UCB, Thompson (independent arms) or epsilon-greedy bonus ``(S, K)`` over ``mean`` and the clamped
+        variance factor ``var``, as each policy's rule computes it."""
+        if self.rule == "ucb":
+            return self.width * var.clamp_min(0.0).sqrt()
+        if self.rule == "ts":
+            rows = torch.tensor([row])
+            z = torch.cat([p._normal(rows, mean.shape[1]) for p in self.policies]).to(mean.dtype)
+            return (self.width * var.clamp_min(0.0).sqrt()) * z
+        bonus = torch.zeros_like(mean)
+        eps = self.p0.epsilon
+        if eps != 0.0:
+            K = mean.shape[1]
+            for s, seed in enumerate(self.seeds):
+                draws = _random.uniform_np(seed, _random.STREAM_EXPLORE, row, K + 1)
+                if draws[0] < eps:
+                    bonus[s] = torch.from_numpy(draws[1:]).to(mean.dtype) - mean[s]
+        return bonus
 
     def update(self, x: torch.Tensor, actions: np.ndarray, rewards: torch.Tensor) -> None:
         """One observation per seed, as each policy's ``update(x[s:s+1], [[a_s]], [[r_s]])`` would learn it.
@@ -332,13 +354,10 @@ class SeedBatch:
             enc[seeds, a] = x
             enc = pad(enc.reshape(S, 1, K * d))
         with self._phase("fold", enc):
-            Z_new = self._fold(enc)
-        if not bool(torch.isfinite(Z_new.sum())) and not bool(torch.isfinite(Z_new).all()):
-            raise SeedBatchFallback("an update would make Z non-finite")
+            new = self._fold(enc, rewards)
         p0 = self.p0
         due = p0.train_steps > 0 and self.since_train + 1 >= p0.train_every
-        Hh = p0.history
-        pos = self.n_seen % Hh
+        pos = self.n_seen % p0.history
         self.hist_x[:, pos] = enc[:, 0]
         self.hist_r[:, pos] = rewards
         self.n_seen += 1
@@ -347,27 +366,13 @@ class SeedBatch:
             if not (bool(torch.isfinite(self.P).all()) and bool(torch.isfinite(self.m).all())
                     and bool(torch.isfinite(self.v).all())):  # fmt: skip
                 raise SeedBatchFallback("training made a seed's network non-finite")
+            new = self._refit(new)
             self.since_train = 0
         else:
             self.since_train += 1
-        self.Z.copy_(Z_new)
-        self._inv_fresh = False
-
-    def _fold(self, enc: torch.Tensor) -> torch.Tensor:
-        """`GradientEstimator._fold` (diagonal ``Z``) per seed: ``Z_diag_`` after observing ``enc`` ``(S, N, D)``."""
-        _, pieces = self._pieces(enc, out_layer=False)
-        E = self._op
-        Z = pad(torch.empty_like(self.Z))
-        S, N, last = enc.shape[0], enc.shape[1], len(pieces) - 1
-        for i, ((h, delta), (zW, zc)) in enumerate(zip(pieces, _layers(Z, self.shapes), strict=True)):
-            if i == last:
-                d2 = torch.ones(S, N, 1, dtype=torch.float64)
-                zc.fill_(float(N))
-            else:
-                d2 = (delta * delta).to(torch.float64)
-                zc.copy_(E("colsum", colsum, colsum_batched, d2))
-            zW.copy_(E("tmm", tmm, tmm_batched, d2, (h * h).to(torch.float64)))
-        return Z.add_(self.Z)
+        for name, value in new.items():
+            self.stats[name].copy_(value)
+        self._changed()
 
     def _train(self) -> None:
         """`_NeuralPolicy._train` / `_adam` per seed: ``train_steps`` Adam steps on every seed's history."""
@@ -425,13 +430,79 @@ class SeedBatch:
                 p.net.params.copy_(self.P[s])
                 p.adam_m_.copy_(self.m[s])
                 p.adam_v_.copy_(self.v[s])
-                p.Z_diag_.copy_(self.Z[s])
+                for name, value in self.stats.items():
+                    p.get_buffer(name).copy_(value[s])
                 p.hist_x_.copy_(self.hist_x[s])
                 p.hist_r_.copy_(self.hist_r[s])
-                for name, value in zip(
+                for name, count in zip(
                     _COUNTERS,
                     (self.rng_counter, self.n_seen, self.since_train, self.train_rounds, self.adam_t),
                     strict=True,
                 ):
-                    getattr(p, name).fill_(value)
+                    getattr(p, name).fill_(count)
                 p._invalidate_caches()
+
+
+class GradientSeedBatch(SeedBatch):
+    """The gradient estimator's seeds (NeuralUCB, NeuralTS, NeuralEpsilonGreedy with ``z="diag"``): ``Z_diag_``
+    ``(S, p)`` float64, its inverse per layer, and the bonus ``g^T Z^-1 g`` from one forward and one backward
+    pass over all arms of all seeds."""
+
+    _stat_names = ("Z_diag_",)
+
+    def __init__(self, policies: Sequence[Any]) -> None:
+        super().__init__(policies)
+        self.Z = self.stats["Z_diag_"]
+        self.Z_inv64 = pad(torch.empty_like(self.Z))
+        self.Z_inv = pad(torch.empty(self.Z.shape, dtype=self.dtype))
+        self.inv_layers = [(W, W.transpose(1, 2), c) for W, c in _layers(self.Z_inv, self.shapes)]
+        self._inv_fresh = False
+
+    def _changed(self) -> None:
+        self._inv_fresh = False
+
+    def _score(self, enc: torch.Tensor, row: int) -> tuple[torch.Tensor, torch.Tensor]:
+        with self._phase("select", enc):
+            mean, var = self._mean_var(enc)
+        return mean, self._bonus(mean, var.clamp_min(0.0), row)
+
+    def _inv(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        if not self._inv_fresh:
+            self.Z_inv.copy_(torch.div(1.0, self.Z, out=self.Z_inv64))
+            self._inv_fresh = True
+        return self.inv_layers
+
+    def _mean_var(self, enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`GradientEstimator._mean_var_inputs` (diagonal ``Z``, torch backend) per seed: each ``(S, N)``."""
+        f, pieces = self._pieces(enc)
+        assert f is not None
+        E, layers = self._op, self._inv()
+        var: torch.Tensor | None = None
+        for (h, delta), (_, w_inv_t, b_inv) in zip(pieces[:-1], layers[:-1], strict=True):
+            d2 = delta * delta
+            term = E("rowsum", rowsum, rowsum, E("matmul", torch.matmul, torch.bmm, h * h, w_inv_t) * d2)
+            dv = E("mv", torch.matmul, mv_batched, d2, b_inv)
+            var = term + dv if var is None else var + term + dv
+        h = pieces[-1][0]
+        _, w_inv_t, b_inv = layers[-1]
+        term = E("column", torch.matmul, column_batched, h * h, w_inv_t).squeeze(-1)
+        return f, term + b_inv if var is None else var + term + b_inv
+
+    def _fold(self, enc: torch.Tensor, rewards: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`GradientEstimator._fold` (diagonal ``Z``) per seed: ``Z_diag_`` after observing ``enc`` ``(S, N, D)``."""
+        _, pieces = self._pieces(enc, out_layer=False)
+        E = self._op
+        Z = pad(torch.empty_like(self.Z))
+        S, N, last = enc.shape[0], enc.shape[1], len(pieces) - 1
+        for i, ((h, delta), (zW, zc)) in enumerate(zip(pieces, _layers(Z, self.shapes), strict=True)):
+            if i == last:
+                d2 = torch.ones(S, N, 1, dtype=torch.float64)
+                zc.fill_(float(N))
+            else:
+                d2 = (delta * delta).to(torch.float64)
+                zc.copy_(E("colsum", colsum, colsum_batched, d2))
+            zW.copy_(E("tmm", tmm, tmm_batched, d2, (h * h).to(torch.float64)))
+        Z.add_(self.Z)
+        if not bool(torch.isfinite(Z.sum())) and not bool(torch.isfinite(Z).all()):
+            raise SeedBatchFallback("an update would make Z non-finite")
+        return {"Z_diag_": Z}

@@ -17,7 +17,7 @@ from banditlib.experiments.runner import SeedGroup, Task, _units, play, run_grou
 from banditlib.experiments.specs import arm_model, parse_env, parse_policy
 from banditlib.experiments.suite import batching_note
 from banditlib.policies._exact import Exact
-from banditlib.policies._seeds import SeedBatch, SeedBatchFallback, unsupported
+from banditlib.policies._seeds import SeedBatchFallback, seed_batch, unsupported
 
 CASES = [
     # shared-parameter model, several training rounds per run
@@ -29,6 +29,11 @@ CASES = [
      90),
     # the defaults of the NeuralUCB-paper setting (width 100, 50 Adam steps every 10 rounds)
     ("Quadratic-v0", "neuralucb", 40),
+    # the neural-linear estimator: ridge statistics over the learned features, refit after every training round
+    ("Quadratic-v0:d=5,K=4", "neurallinucb:hidden=(16,),train_every=5,train_steps=5", 80),
+    ("Wheel-v0", "neurallints:hidden=(8,8),train_every=3,train_steps=4,batch_size=5", 70),
+    ("Linear-v0:d=3,K=5", "neurallints:hidden=(6,),history=20,dtype='float64',loss='weight_decay'", 90),
+    ("Quadratic-v0", "neurallinucb", 40),
 ]  # fmt: skip
 
 
@@ -73,12 +78,26 @@ def test_batched_seeds_are_the_separate_runs_bit_for_bit(env_text: str, policy_t
         assert torch.equal(got_policy.select(x).scores, policy.select(x).scores)
 
 
+@pytest.mark.parametrize("tolerance", [0.0, 1e-6])
+def test_neural_linear_seeds_whose_drift_check_fails_are_refreshed_as_alone(
+    tolerance: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A drift tolerance of 0 fails every seed's check on every update, 1e-6 some of them: the batch refreshes exactly
+    # those seeds, one by one, as each policy's own grown_inverse does.
+    from banditlib import linalg
+
+    monkeypatch.setattr(linalg, "drift_tolerance", lambda dtype: tolerance)
+    test_batched_seeds_are_the_separate_runs_bit_for_bit(
+        "Quadratic-v0:d=5,K=4", "neurallinucb:hidden=(16,),train_every=7,train_steps=3", 40
+    )
+
+
 def test_exact_ties_are_broken_by_each_seeds_generator() -> None:
     # Every arm carries the same features, so every round is an exact three-way tie that the tie keys decide.
     seeds = list(range(6))
     policies = [banditlib.NeuralUCB(dim=3, hidden=(8,), train_every=2, train_steps=2, seed=s) for s in seeds]
     twins = [banditlib.NeuralUCB(dim=3, hidden=(8,), train_every=2, train_steps=2, seed=s) for s in seeds]
-    batch = SeedBatch(policies)
+    batch = seed_batch(policies)
     gen = torch.Generator().manual_seed(1)
     chosen = set()
     for _ in range(12):
@@ -121,7 +140,7 @@ class _Subclass(banditlib.NeuralUCB):
 def test_what_cannot_batch_is_refused_with_its_reason(policies: list[Any], reason: str) -> None:
     assert reason in (unsupported(policies) or "")
     with pytest.raises(SeedBatchFallback, match=reason.replace("(", r"\(").replace(")", r"\)")):
-        SeedBatch(policies)
+        seed_batch(policies)
 
 
 def test_policies_at_different_points_do_not_batch() -> None:
@@ -227,8 +246,8 @@ def test_pad_puts_every_seeds_block_at_a_64_byte_boundary() -> None:
 
 
 def test_a_phase_that_raises_records_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    batch = SeedBatch([banditlib.NeuralUCB(dim=3, hidden=(4,), seed=s) for s in range(2)])
-    twin = SeedBatch([banditlib.NeuralUCB(dim=3, hidden=(4,), seed=s) for s in range(2)])
+    batch = seed_batch([banditlib.NeuralUCB(dim=3, hidden=(4,), seed=s) for s in range(2)])
+    twin = seed_batch([banditlib.NeuralUCB(dim=3, hidden=(4,), seed=s) for s in range(2)])
     x = torch.rand(2, 3, 3, generator=torch.Generator().manual_seed(0))
     real_pick, calls = batch.exact.pick, []
 
