@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     regret.add_argument(
         "--no-batch-seeds",
         action="store_true",
-        help="run every seed separately; by default the seeds of NeuralUCB, NeuralTS and NeuralEpsilonGreedy run "
+        help="run every seed separately; by default the seeds of the neural policies (but EENet) run "
         "as one batched computation, with identical results",
     )
 

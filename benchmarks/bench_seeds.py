@@ -17,7 +17,8 @@ Torch is pinned to one thread (BLAS too, with threadpoolctl), in this process an
 parallelism is across runs.
 
 Usage: ``python benchmarks/bench_seeds.py [--quick] [--out DIR] [--env NAME] [--policy NAME] [--horizon T]
-[--seeds S] [--repeats R]``; writes ``DIR/bench_seeds.json`` and prints a markdown table.
+[--seeds S] [--repeats R] [--tag TAG]``; writes ``DIR/bench_seeds.json`` (``DIR/bench_seeds_TAG.json``) and
+prints a markdown table.
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat (CI smoke test)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--tag", default="", help="write DIR/bench_seeds_TAG.json (for a case other than the default)")
     for key, kind in (("env", str), ("policy", str), ("horizon", int), ("seeds", int), ("repeats", int)):
         parser.add_argument(f"--{key}", type=kind, default=None, help=f"default {FULL[key]!r} ({QUICK[key]!r} quick)")
     args = parser.parse_args(argv)
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{report['load_average_before_after'][1][0]:.2f} after, {report['elapsed_s']:.0f} s\n")  # fmt: skip
     print(report_table(report["result"], sizes))
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "bench_seeds.json"
+    path = args.out / (f"bench_seeds_{args.tag}.json" if args.tag else "bench_seeds.json")
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"\nwrote {path}")
     return report

@@ -7,10 +7,11 @@ array (the policies' single-row numpy path), plays ``sel.actions.item()``, and l
 the pseudo-regret ``max_a mu_a - mu_{a_t}`` comes from ``info["expected_rewards"]``.
 
 **Seeds as one computation** (``batch_seeds=True``, the default): the seeds of one (environment, policy)
-pair whose policy has a seed-batched form (`banditlib.policies._seeds`: NeuralUCB, NeuralTS and
-NeuralEpsilonGreedy) run in lockstep as one batched computation (`banditlib.experiments.lockstep`), with the
-results of the separate runs bit for bit; a group is split into as many parts as keep ``jobs`` workers busy.
-Every other policy, and a batch that must stop (a seed's own run would raise), runs seed by seed.
+pair whose policy has a seed-batched form (`banditlib.policies._seeds`: NeuralUCB, NeuralTS,
+NeuralEpsilonGreedy, NeuralLinUCB and NeuralLinTS) run in lockstep as one batched computation
+(`banditlib.experiments.lockstep`), with the results of the separate runs bit for bit; a group is split into
+as many parts as keep ``jobs`` workers busy. Every other policy, and a batch that must stop (a seed's own run
+would raise), runs seed by seed.
 
 Workers are started with ``fork`` on Linux and ``spawn`` elsewhere (see `start_method`) and run with
 ``torch.set_num_threads(1)``: the parallelism is across runs.
@@ -356,7 +357,7 @@ def run_tasks(
             ``batch_seeds`` off.
         method: process start method (``None``: `start_method`).
         batch_seeds: run the seeds of each (environment, policy) pair whose policy has a seed-batched form
-            (NeuralUCB, NeuralTS, NeuralEpsilonGreedy) as one computation, `run_group`; the results are the
+            (the neural policies but EE-Net) as one computation, `run_group`; the results are the
             same either way, bit for bit, but for the recorded ``seconds`` and ``batched``.
 
     Returns:

@@ -153,7 +153,7 @@ def run_regret(
         title: figure title.
         echo: print the tables (and which runs were batched).
         batch_seeds: run the seeds of each (environment, policy) pair as one batched computation where the
-            policy has a seed-batched form (NeuralUCB, NeuralTS, NeuralEpsilonGreedy; see
+            policy has a seed-batched form (NeuralUCB, NeuralTS, NeuralEpsilonGreedy, NeuralLinUCB, NeuralLinTS; see
             `banditlib.experiments.runner`); the results are identical to separate runs, only faster.
 
     Returns:

@@ -3,7 +3,8 @@
 A regret study runs one policy configuration under ``S`` seeds. Separately, each seed's neural round is a few
 hundred small tensor operations, each paying microseconds of dispatch for little arithmetic, so ``S`` seeds
 cost ``S`` times one. [`SeedBatch`][banditlib.policies._seeds.SeedBatch] keeps the gradient estimator's state
-(``NeuralUCB``, ``NeuralTS``, ``NeuralEpsilonGreedy`` with ``z="diag"``) with a leading seed dimension,
+(``NeuralUCB``, ``NeuralTS``, ``NeuralEpsilonGreedy`` with ``z="diag"``; ``NeuralLinUCB`` and ``NeuralLinTS``
+in `banditlib.policies._seeds_linear`) with a leading seed dimension,
 ``(S, p)`` parameters, ``(S, H, D)`` history and so on, and runs one round of every seed with one operation
 where the separate runs would run ``S``.
 
