@@ -138,8 +138,8 @@ class SeedBatch:
     training round (`_refit`). Build one with `seed_batch`.
 
     Args:
-        policies: the ``S`` policies (each built with its own seed); their state is read, not changed, until
-            `write_back`.
+        policies: the ``S`` policies (each built with its own seed); their state is defined again only after
+            `write_back` (a subclass may run a seed's own policy code on them in between).
 
     Raises:
         SeedBatchFallback: the policies cannot batch (the reason from `unsupported`).
