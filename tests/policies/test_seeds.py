@@ -175,12 +175,15 @@ class _Huge(BanditEnv):
         return 0.0
 
 
-def test_a_batch_that_cannot_go_on_leaves_the_error_to_the_separate_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "policy_text", ["neuralucb:hidden=(4,),train_every=2", "neurallinucb:hidden=(4,),train_every=2"]
+)
+def test_a_batch_that_cannot_go_on_leaves_the_error_to_the_separate_runs(policy_text: str) -> None:
     import gymnasium as gym
 
     gym.register("banditlib-test/Huge-v0", entry_point=_Huge)
     try:
-        task = Task(parse_env("banditlib-test/Huge-v0"), parse_policy("neuralucb:hidden=(4,),train_every=2"), 0, 20)
+        task = Task(parse_env("banditlib-test/Huge-v0"), parse_policy(policy_text), 0, 20)
         with pytest.raises(NumericalError):
             run_task(task)
         envs = [task.env.make() for _ in range(2)]
