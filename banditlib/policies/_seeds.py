@@ -3,8 +3,8 @@
 A regret study runs one policy configuration under ``S`` seeds. Separately, each seed's neural round is a few
 hundred small tensor operations, each paying microseconds of dispatch for little arithmetic, so ``S`` seeds
 cost ``S`` times one. [`SeedBatch`][banditlib.policies._seeds.SeedBatch] keeps the gradient estimator's state
-(``NeuralUCB``, ``NeuralTS``, ``NeuralEpsilonGreedy`` with ``z="diag"``; ``NeuralLinUCB`` and ``NeuralLinTS``
-in `banditlib.policies._seeds_linear`) with a leading seed dimension,
+(``NeuralUCB``, ``NeuralTS``, ``NeuralEpsilonGreedy`` with ``z="diag"``, in `banditlib.policies._seeds_gradient`;
+``NeuralLinUCB`` and ``NeuralLinTS`` in `banditlib.policies._seeds_linear`) with a leading seed dimension,
 ``(S, p)`` parameters, ``(S, H, D)`` history and so on, and runs one round of every seed with one operation
 where the separate runs would run ``S``.
 
@@ -45,10 +45,7 @@ from banditlib.policies._exact import (
     addmv_batched,
     colsum,
     colsum_batched,
-    column_batched,
-    mv_batched,
     pad,
-    rowsum,
     tmm,
     tmm_batched,
 )
@@ -58,7 +55,7 @@ from banditlib.policies.neural import NeuralEpsilonGreedy, NeuralTS, NeuralUCB
 from banditlib.policies.neural_linear import NeuralLinTS, NeuralLinUCB
 from banditlib.policies.selection import top_k
 
-__all__ = ["GradientSeedBatch", "SeedBatch", "SeedBatchFallback", "seed_batch", "unsupported"]
+__all__ = ["SeedBatch", "SeedBatchFallback", "seed_batch", "unsupported"]
 
 BATCHED_CLASSES: tuple[type, ...] = (NeuralUCB, NeuralTS, NeuralEpsilonGreedy, NeuralLinUCB, NeuralLinTS)
 _COUNTERS = ("rng_counter", "n_seen_", "since_train", "train_rounds", "adam_t_")
@@ -111,8 +108,9 @@ def _layers(flat: torch.Tensor, shapes: Sequence[tuple[int, int]]) -> list[tuple
 
 
 def seed_batch(policies: Sequence[Any]) -> SeedBatch:
-    """The `SeedBatch` for ``policies``' estimator: `GradientSeedBatch` (NeuralUCB, NeuralTS,
-    NeuralEpsilonGreedy) or `banditlib.policies._seeds_linear.NeuralLinearSeedBatch` (NeuralLinUCB, NeuralLinTS).
+    """The `SeedBatch` for ``policies``' estimator: `banditlib.policies._seeds_gradient.GradientSeedBatch`
+    (NeuralUCB, NeuralTS, NeuralEpsilonGreedy) or `banditlib.policies._seeds_linear.NeuralLinearSeedBatch`
+    (NeuralLinUCB, NeuralLinTS).
 
     Raises:
         SeedBatchFallback: the policies cannot batch (the reason from `unsupported`).
@@ -124,6 +122,8 @@ def seed_batch(policies: Sequence[Any]) -> SeedBatch:
         from banditlib.policies._seeds_linear import NeuralLinearSeedBatch
 
         return NeuralLinearSeedBatch(policies)
+    from banditlib.policies._seeds_gradient import GradientSeedBatch
+
     return GradientSeedBatch(policies)
 
 
@@ -442,68 +442,3 @@ class SeedBatch:
                 ):
                     getattr(p, name).fill_(count)
                 p._invalidate_caches()
-
-
-class GradientSeedBatch(SeedBatch):
-    """The gradient estimator's seeds (NeuralUCB, NeuralTS, NeuralEpsilonGreedy with ``z="diag"``): ``Z_diag_``
-    ``(S, p)`` float64, its inverse per layer, and the bonus ``g^T Z^-1 g`` from one forward and one backward
-    pass over all arms of all seeds."""
-
-    _stat_names = ("Z_diag_",)
-
-    def __init__(self, policies: Sequence[Any]) -> None:
-        super().__init__(policies)
-        self.Z = self.stats["Z_diag_"]
-        self.Z_inv64 = pad(torch.empty_like(self.Z))
-        self.Z_inv = pad(torch.empty(self.Z.shape, dtype=self.dtype))
-        self.inv_layers = [(W, W.transpose(1, 2), c) for W, c in _layers(self.Z_inv, self.shapes)]
-        self._inv_fresh = False
-
-    def _changed(self) -> None:
-        self._inv_fresh = False
-
-    def _score(self, enc: torch.Tensor, row: int) -> tuple[torch.Tensor, torch.Tensor]:
-        with self._phase("select", enc):
-            mean, var = self._mean_var(enc)
-        return mean, self._bonus(mean, var.clamp_min(0.0), row)
-
-    def _inv(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        if not self._inv_fresh:
-            self.Z_inv.copy_(torch.div(1.0, self.Z, out=self.Z_inv64))
-            self._inv_fresh = True
-        return self.inv_layers
-
-    def _mean_var(self, enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`GradientEstimator._mean_var_inputs` (diagonal ``Z``, torch backend) per seed: each ``(S, N)``."""
-        f, pieces = self._pieces(enc)
-        assert f is not None
-        E, layers = self._op, self._inv()
-        var: torch.Tensor | None = None
-        for (h, delta), (_, w_inv_t, b_inv) in zip(pieces[:-1], layers[:-1], strict=True):
-            d2 = delta * delta
-            term = E("rowsum", rowsum, rowsum, E("matmul", torch.matmul, torch.bmm, h * h, w_inv_t) * d2)
-            dv = E("mv", torch.matmul, mv_batched, d2, b_inv)
-            var = term + dv if var is None else var + term + dv
-        h = pieces[-1][0]
-        _, w_inv_t, b_inv = layers[-1]
-        term = E("column", torch.matmul, column_batched, h * h, w_inv_t).squeeze(-1)
-        return f, term + b_inv if var is None else var + term + b_inv
-
-    def _fold(self, enc: torch.Tensor, rewards: torch.Tensor) -> dict[str, torch.Tensor]:
-        """`GradientEstimator._fold` (diagonal ``Z``) per seed: ``Z_diag_`` after observing ``enc`` ``(S, N, D)``."""
-        _, pieces = self._pieces(enc, out_layer=False)
-        E = self._op
-        Z = pad(torch.empty_like(self.Z))
-        S, N, last = enc.shape[0], enc.shape[1], len(pieces) - 1
-        for i, ((h, delta), (zW, zc)) in enumerate(zip(pieces, _layers(Z, self.shapes), strict=True)):
-            if i == last:
-                d2 = torch.ones(S, N, 1, dtype=torch.float64)
-                zc.fill_(float(N))
-            else:
-                d2 = (delta * delta).to(torch.float64)
-                zc.copy_(E("colsum", colsum, colsum_batched, d2))
-            zW.copy_(E("tmm", tmm, tmm_batched, d2, (h * h).to(torch.float64)))
-        Z.add_(self.Z)
-        if not bool(torch.isfinite(Z.sum())) and not bool(torch.isfinite(Z).all()):
-            raise SeedBatchFallback("an update would make Z non-finite")
-        return {"Z_diag_": Z}
