@@ -247,7 +247,7 @@ def run_group(group: SeedGroup) -> list[RunResult]:
         One `RunResult` per task, in order.
     """
     from banditlib.experiments.lockstep import play_seeds
-    from banditlib.policies._seeds import SeedBatchFallback, unsupported
+    from banditlib.policies._seeds import SeedBatchFallback
 
     tasks = group.tasks
     first = tasks[0]
@@ -258,7 +258,7 @@ def run_group(group: SeedGroup) -> list[RunResult]:
     try:
         dim, arms = arm_model(envs[0])
         policies = [t.policy.build(dim, arms, t.seed) for t in tasks]
-        if len(tasks) > 1 and unsupported(policies) is None:
+        if len(tasks) > 1:  # play_seeds refuses policies without a batched form before it plays a round
             model = envs[0].unwrapped.linear_model() if hasattr(envs[0].unwrapped, "linear_model") else None
             seeds = [t.seed for t in tasks]
             try:

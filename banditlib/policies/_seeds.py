@@ -115,10 +115,7 @@ def seed_batch(policies: Sequence[Any]) -> SeedBatch:
     Raises:
         SeedBatchFallback: the policies cannot batch (the reason from `unsupported`).
     """
-    reason = unsupported(policies)
-    if reason is not None:
-        raise SeedBatchFallback(reason)
-    if isinstance(policies[0], (NeuralLinUCB, NeuralLinTS)):
+    if policies and isinstance(policies[0], (NeuralLinUCB, NeuralLinTS)):  # the constructor checks the rest
         from banditlib.policies._seeds_linear import NeuralLinearSeedBatch
 
         return NeuralLinearSeedBatch(policies)
@@ -278,12 +275,6 @@ class SeedBatch:
             deltas.append(torch.ops.aten.threshold_backward.default(g, hs[i], 0))
         deltas.reverse()
         return deltas
-
-    def _pieces(self, enc: torch.Tensor, out_layer: bool = True) -> tuple[torch.Tensor | None, list[Any]]:
-        """`gradient_pieces` per seed: ``f`` ``(S, N)`` and ``[(h_l, delta_l)]``, each ``(S, N, .)``."""
-        hs, ys = self._forward(enc, out_layer)
-        f = ys[-1].squeeze(-1) if out_layer else None
-        return f, list(zip(hs, self._backward(hs, None), strict=True))
 
     # ------------------------------------------------------------------------------------------ rounds
 

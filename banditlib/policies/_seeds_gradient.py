@@ -44,10 +44,16 @@ class GradientSeedBatch(SeedBatch):
             self._inv_fresh = True
         return self.inv_layers
 
+    def _pieces(self, enc: torch.Tensor, out_layer: bool = True) -> tuple[list[torch.Tensor], list[Any]]:
+        """`gradient_pieces` per seed: the pre-activations ``y_l`` (with the output ``(S, N, 1)`` last unless
+        ``out_layer`` is false) and ``[(h_l, delta_l)]``, each ``(S, N, .)``."""
+        hs, ys = self._forward(enc, out_layer)
+        return ys, list(zip(hs, self._backward(hs, None), strict=True))
+
     def _mean_var(self, enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`GradientEstimator._mean_var_inputs` (diagonal ``Z``, torch backend) per seed: each ``(S, N)``."""
-        f, pieces = self._pieces(enc)
-        assert f is not None
+        ys, pieces = self._pieces(enc)
+        f = ys[-1].squeeze(-1)
         E, layers = self._op, self._inv()
         var: torch.Tensor | None = None
         for (h, delta), (_, w_inv_t, b_inv) in zip(pieces[:-1], layers[:-1], strict=True):
@@ -62,7 +68,7 @@ class GradientSeedBatch(SeedBatch):
 
     def _fold(self, enc: torch.Tensor, rewards: torch.Tensor) -> dict[str, torch.Tensor]:
         """`GradientEstimator._fold` (diagonal ``Z``) per seed: ``Z_diag_`` after observing ``enc`` ``(S, N, D)``."""
-        _, pieces = self._pieces(enc, out_layer=False)
+        _, pieces = self._pieces(enc, out_layer=False)  # an update's pieces need no output
         E = self._op
         Z = pad(torch.empty_like(self.Z))
         S, N, last = enc.shape[0], enc.shape[1], len(pieces) - 1

@@ -150,6 +150,8 @@ class NeuralLinearSeedBatch(SeedBatch):
         return {"A_": A, "A_inv_": A_inv, "b_": b, "theta_": theta}
 
     def _refit(self, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each seed's statistics refit over its whole history by its own policy's `_refit` (its network and
+        history copied in first); what that refuses (ill-conditioned or non-finite statistics) stops the batch."""
         out = {name: pad(torch.empty_like(value)) for name, value in self.stats.items()}
         with torch.no_grad():
             for s, p in enumerate(self.policies):
@@ -157,18 +159,12 @@ class NeuralLinearSeedBatch(SeedBatch):
                 p.hist_x_.copy_(self.hist_x[s])
                 p.hist_r_.copy_(self.hist_r[s])
                 p.n_seen_.fill_(self.n_seen)
-                self._commit_seed(out, s, p, lambda p=p: p._refit({}))
+                try:
+                    refit = p._refit({})
+                except (InvalidInputError, NumericalError) as exc:
+                    raise SeedBatchFallback(f"seed {s}'s own update would raise: {exc}") from None
+                for name, value in refit.items():
+                    if not bool(torch.isfinite(value).all()):
+                        raise SeedBatchFallback(f"seed {s}'s update would make {name} non-finite")
+                    out[name][s].copy_(value)
         return out
-
-    @staticmethod
-    def _commit_seed(out: dict[str, torch.Tensor], s: int, p: Any, make: Any) -> None:
-        """Seed ``s``'s statistics from ``make()`` (the policy's own code) into ``out``; what its own update would
-        refuse (ill-conditioned or non-finite statistics) stops the batch."""
-        try:
-            stats = make()
-        except (InvalidInputError, NumericalError) as exc:
-            raise SeedBatchFallback(f"seed {s}'s own update would raise: {exc}") from None
-        for name, value in stats.items():
-            if not bool(torch.isfinite(value).all()):
-                raise SeedBatchFallback(f"seed {s}'s update would make {name} non-finite")
-            out[name][s].copy_(value)
