@@ -34,10 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from _common import machine_info, table, thread_limits, time_interleaved
 
 from banditlib.experiments.runner import RunResult, Task, run_tasks
-from banditlib.experiments.specs import parse_env, parse_policy
+from banditlib.experiments.specs import arm_model, parse_env, parse_policy
+from banditlib.policies._seeds import seed_batch
 
 DISTS = ("torch", "numpy", "gymnasium")
 TARGET = 2.5  # issue 16: ten seeds of NeuralUCB at most 2.5x one seed
@@ -87,7 +89,44 @@ def bench(sizes: dict[str, Any]) -> dict[str, Any]:
         )
         for name in ("batched", "batched_2", "separate_2")
     }
-    return {"contenders": rows, "identical_to_separate": same, "batched_flags": [r.batched for r in out["batched"]]}
+    return {
+        "contenders": rows,
+        "identical_to_separate": same,
+        "batched_flags": [r.batched for r in out["batched"]],
+        "split": {str(S): split(sizes, S) for S in (1, sizes["seeds"])},
+    }
+
+
+def split(sizes: dict[str, Any], seeds: int) -> dict[str, float]:
+    """Where a batched round goes: milliseconds per round in `SeedBatch.select`, in the environments' steps and
+    in `SeedBatch.update`, over one run of ``seeds`` seeds (the loop of `play_seeds`, timed piece by piece)."""
+    env_spec, policy_spec = parse_env(sizes["env"]), parse_policy(sizes["policy"])
+    envs = [env_spec.make() for _ in range(seeds)]
+    dim, arms = arm_model(envs[0])
+    batch = seed_batch([policy_spec.build(dim, arms, s) for s in range(seeds)])
+    obs = np.stack([env.reset(seed=s)[0] for s, env in enumerate(envs)])
+    spent = {"select": 0.0, "environments": 0.0, "update": 0.0}
+    for _ in range(sizes["horizon"]):
+        t0 = time.perf_counter()
+        x = torch.from_numpy(obs).to(batch.dtype)
+        actions = batch.select(x)
+        t1 = time.perf_counter()
+        steps = [env.step(int(a)) for env, a in zip(envs, actions, strict=True)]
+        t2 = time.perf_counter()
+        batch.update(x, actions, torch.tensor([float(step[1]) for step in steps], dtype=torch.float64).to(batch.dtype))
+        t3 = time.perf_counter()
+        obs = np.stack([step[0] for step in steps])
+        spent["select"] += t1 - t0
+        spent["environments"] += t2 - t1
+        spent["update"] += t3 - t2
+    return {name: 1e3 * seconds / sizes["horizon"] for name, seconds in spent.items()}
+
+
+def split_table(result: dict[str, Any], sizes: dict[str, Any]) -> str:
+    rows = [[f"{S}", *(f"{result['split'][str(S)][k]:.3f}" for k in ("select", "environments", "update"))]
+            for S in (1, sizes["seeds"])]  # fmt: skip
+    notes = [f"One run each, T = {sizes['horizon']}, after the timed repeats; ms per round."]
+    return table("Where a batched round goes", ["seeds", "select ms", "environments ms", "update ms"], rows, notes)
 
 
 def report_table(result: dict[str, Any], sizes: dict[str, Any]) -> str:
@@ -138,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"bench_seeds ({report['mode']}): {m['cpu_model']}, {m['cores']} cores, torch threads "
           f"{m['torch_num_threads']}, load average {load_before[0]:.2f} before, "
           f"{report['load_average_before_after'][1][0]:.2f} after, {report['elapsed_s']:.0f} s\n")  # fmt: skip
-    print(report_table(report["result"], sizes))
+    print(report_table(report["result"], sizes) + "\n\n" + split_table(report["result"], sizes))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / (f"bench_seeds_{args.tag}.json" if args.tag else "bench_seeds.json")
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")

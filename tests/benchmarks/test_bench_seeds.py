@@ -31,3 +31,5 @@ def test_bench_seeds_quick(tmp_path: Path) -> None:
     assert result["identical_to_separate"] == {"batched": True, "batched_2": True, "separate_2": True}
     assert result["batched_flags"] == [True, True, True]
     assert "| 3 batched |" in proc.stdout
+    assert set(result["split"]) == {"1", "3"} and all(v > 0 for r in result["split"].values() for v in r.values())
+    assert "Where a batched round goes" in proc.stdout
